@@ -1,0 +1,275 @@
+"""Run configuration: documented pydantic models, loaded from YAML, with dotted overrides.
+
+Every knob of the method is named once here, with its METHOD.md default. A run directory's
+`config.yaml` is the fully resolved model, so a run records every choice it made.
+Unknown keys are errors that name the key (and the closest known one).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the key and what to do."""
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are rejected, assignments validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+class DemoTaskConfig(Section):
+    n_train: int = Field(100, ge=1)
+    """Number of generated training questions."""
+    n_test: int = Field(100, ge=1)
+    """Number of generated test questions (disjoint from the training ones)."""
+    seed: int = 1234
+    """Seed of the generator; the same seed always gives the same questions."""
+
+
+class ColumnMap(Section):
+    """How to read a generic JSONL/CSV/Hugging Face dataset into the example schema."""
+
+    id: str | None = None
+    """Column holding a source id; None uses the 1-based row index."""
+    question: str = "question"
+    """Column holding the question text."""
+    context: str | None = None
+    """Optional column prepended to the question, separated by a blank line (as LogiQA)."""
+    options: str | list[str] = "options"
+    """One column holding a list of option texts, or a list of one column per option."""
+    answer: str = "answer"
+    """Column holding the gold answer: a letter (A..J, any case) or an index."""
+    answer_base: Literal[0, 1] = 0
+    """When the answer is an integer index: 0-based or 1-based."""
+
+
+class DataConfig(Section):
+    source: str = "demo"
+    """Dataset: `demo` (built-in), `arc-challenge`, `arc-easy`, `openbookqa`, `logiqa`,
+    `aqua-rat` (files under `data_dir`), `jsonl`/`csv` (a file with `columns`), or `hf`
+    (a Hugging Face hub id or local directory in `path`, read through `datasets`)."""
+    path: str | None = None
+    """File or directory for `jsonl`, `csv` and `hf` sources (may contain `{split}`)."""
+    data_dir: str | None = None
+    """Folder holding the paper datasets; default: `$ANCHOR_DATA_DIR`, else `../shared/data`."""
+    train_split: str = "train"
+    """Split used for SFT, sampling and DPO (LogiQA and AQuA-RAT: `dev`, METHOD.md "Data")."""
+    test_split: str = "test"
+    """Split used for evaluation."""
+    columns: ColumnMap = Field(default_factory=ColumnMap)
+    """Column mapping for `jsonl`, `csv` and `hf` sources."""
+    limit_train: int | None = Field(None, ge=1)
+    """Use at most this many training examples, a seeded random subset (None: all)."""
+    limit_test: int | None = Field(None, ge=1)
+    """Use at most this many test examples, a seeded random subset (None: all)."""
+    selection_seed: int | None = None
+    """Seed of the subset selection; None uses `run_seed`."""
+    on_bad_row: Literal["error", "skip"] = "error"
+    """A malformed row: stop with an error naming file and line, or skip it and count it."""
+    demo: DemoTaskConfig = Field(default_factory=DemoTaskConfig)
+    """Settings of the built-in demo task (source `demo`)."""
+
+
+class ModelSpec(Section):
+    name: str = "smollm2-135m-instruct"
+    """Registry key, hub id or local path (for `openai`: the served model name)."""
+    engine: Literal["hf", "vllm", "openai", "oracle", "serve"] = "hf"
+    """Backend: transformers, vLLM, an OpenAI-compatible server, the demo oracle, or Serve."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights dtype; `auto` = bf16 on GPUs and on CPUs with native bf16, else fp32."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the hf engine runs."""
+    adapter: str | None = None
+    """Optional PEFT (LoRA) adapter directory applied on top of `name`."""
+    batch_size: int = Field(16, ge=1)
+    """Requests per forward batch inside the engine."""
+    torch_threads: int | None = Field(None, ge=1)
+    """torch.set_num_threads for this engine (Ray sets OMP threads from num_cpus otherwise)."""
+    max_model_len: int = Field(2048, ge=128)
+    """Longest prompt + completion the engine accepts; longer prompts are cut from the left."""
+    base_url: str | None = None
+    """For `openai`: the server's base URL, e.g. http://127.0.0.1:8000/v1."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """For `openai`: the environment variable holding the API key (never the key itself)."""
+    timeout_s: float = Field(60.0, gt=0)
+    """For `openai`: per-request timeout in seconds."""
+    max_retries: int = Field(4, ge=0)
+    """For `openai`: retries on 429 and 5xx with exponential backoff."""
+    tokenizer: str | None = None
+    """For `openai` probability mode: local tokenizer/chat template (registry key or path)."""
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+    """For `vllm`: share of (GPU, or on CPU: RAM) memory for the KV cache."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    """For `vllm`: tensor-parallel degree."""
+
+
+class SamplingConfig(Section):
+    n: int = Field(4, ge=1)
+    """Samples per training prompt (paper: 4)."""
+    temperature: float = Field(0.8, ge=0)
+    """Sampling temperature."""
+    top_p: float = Field(0.95, gt=0, le=1)
+    """Nucleus sampling mass."""
+    max_tokens: int = Field(256, ge=1)
+    """Most new tokens per sample (96 in the CPU demo)."""
+
+
+class DebateConfig(Section):
+    max_retries: int = Field(2, ge=0)
+    """Retries after a rejected greedy attempt 0."""
+    temperature: float = Field(0.7, ge=0)
+    """Temperature of the retries."""
+    max_tokens: int | None = None
+    """Most new tokens; None uses sampling.max_tokens."""
+
+
+class JudgeConfig(Section):
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    """The judge model (paper: the base model for alignment)."""
+    mode: Literal["auto", "probability", "generative", "oracle"] = "auto"
+    """How a verdict is read: `auto` = probability where the engine gives next-token
+    probabilities, else generative; `oracle` for the demo-task checker."""
+    max_tokens: int = Field(160, ge=16)
+    """Generative mode: most tokens of the JSON verdict."""
+
+
+class PairsConfig(Section):
+    strategies: list[Literal["anchor", "rank", "maxmin", "label_filter"]] = Field(
+        default_factory=lambda: ["anchor", "rank"]
+    )
+    """Pair strategies to build (each gets its own DPO model)."""
+    variable_rejected: Literal["lowest", "highest"] = "lowest"
+    """Variable prompts: reject the worst- (default) or best-ordered incorrect sample."""
+    incorrect_rejected: Literal["lowest", "highest"] = "lowest"
+    """Consistently-incorrect prompts: reject the worst- (default) or best-ordered sample."""
+    min_pairs: int = Field(8, ge=1)
+    """A strategy with fewer pairs skips DPO (recorded as `dpo_skipped`)."""
+
+
+class RunConfig(Section):
+    run_seed: int = 0
+    """Drives sampling keys, debate retries, `rank`'s random choice, data order, LoRA init."""
+    data: DataConfig = Field(default_factory=DataConfig)
+    """Where the examples come from."""
+    policy: ModelSpec = Field(default_factory=ModelSpec)
+    """The base model (paper: Llama-3-8B-Instruct)."""
+    debater: ModelSpec | None = None
+    """Writes explanations for the gold answer; None = the base policy (paper)."""
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    """The alignment judge (scores samples and debates)."""
+    eval_judge: JudgeConfig | None = None
+    """The evaluation judge; None = the alignment judge."""
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    """Step 1 sampling."""
+    debate: DebateConfig = Field(default_factory=DebateConfig)
+    """Step 2 debate."""
+    pairs: PairsConfig = Field(default_factory=PairsConfig)
+    """Step 5 pair strategies."""
+
+
+def _format_loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names at a dotted location of a config model (for 'did you mean')."""
+    cls: Any = model
+    for part in loc[:-1]:
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        for cand in getattr(ann, "__args__", (ann,)):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                cls = cand
+                break
+        else:
+            return []
+    return list(getattr(cls, "model_fields", {}))
+
+
+def validate(data: dict[str, Any], model: type[BaseModel] = RunConfig, source: str = "config") -> Any:
+    """Build a config model, turning pydantic errors into one ConfigError naming every key."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            key = _format_loc(loc)
+            if err["type"] == "extra_forbidden":
+                known = _known_keys(model, loc)
+                close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+                hint = f" (did you mean '{_format_loc(loc[:-1] + (close[0],))}'?)" if close else ""
+                lines.append(f"unknown key '{key}'{hint}; known here: {', '.join(known)}")
+            else:
+                lines.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(f"{source}: " + "; ".join(lines)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (['a','b','c'], value parsed as YAML: numbers, booleans, lists, null)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.sub=value")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"override '{text}': empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from None
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys in a raw config dict (validation happens afterwards, naming bad keys)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{text}': '{part}' is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    model: type[BaseModel] = RunConfig,
+) -> Any:
+    """Load YAML (or defaults when path is None), apply overrides, validate strictly."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: top level must be a mapping of keys to values")
+        data = loaded or {}
+        source = str(p)
+    data = apply_overrides(data, list(overrides or []))
+    return validate(data, model, source)
+
+
+def dump_config(cfg: BaseModel) -> str:
+    """The fully resolved config as YAML (what a run directory records)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

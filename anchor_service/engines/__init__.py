@@ -1,0 +1,1 @@
+"""Engines know models. Every backend implements `anchor_service.engines.base.Engine`."""
