@@ -22,7 +22,9 @@ class ConfigError(ValueError):
 class Section(BaseModel):
     """Base of every config section: unknown keys are rejected, assignments validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_attribute_docstrings=True
+    )
 
 
 class DemoTaskConfig(Section):
@@ -196,7 +198,9 @@ def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(getattr(cls, "model_fields", {}))
 
 
-def validate(data: dict[str, Any], model: type[BaseModel] = RunConfig, source: str = "config") -> Any:
+def validate(
+    data: dict[str, Any], model: type[BaseModel] = RunConfig, source: str = "config"
+) -> Any:
     """Build a config model, turning pydantic errors into one ConfigError naming every key."""
     try:
         return model.model_validate(data)

@@ -68,7 +68,9 @@ class Engine(Protocol):
         """One completion per request, in request order; randomness from each request's key."""
         ...
 
-    def choice_probs(self, queries: list[ChoiceQuery], tokens: list[str]) -> list[list[dict[str, float]]]:
+    def choice_probs(
+        self, queries: list[ChoiceQuery], tokens: list[str]
+    ) -> list[list[dict[str, float]]]:
         """For each query and each slot: {token: probability} over `tokens` (not renormalised).
 
         Raises EngineError if a token is not a single token for this model's tokenizer.
@@ -78,4 +80,3 @@ class Engine(Protocol):
     def check_single_tokens(self, tokens: list[str]) -> None:
         """Raise EngineError naming any token that the tokenizer does not keep as one token."""
         ...
-
