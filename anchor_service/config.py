@@ -156,6 +156,72 @@ class PairsConfig(Section):
     """A strategy with fewer pairs skips DPO (recorded as `dpo_skipped`)."""
 
 
+class LoraConfig(Section):
+    r: int = Field(16, ge=1)
+    """LoRA rank."""
+    alpha: int = Field(32, ge=1)
+    """LoRA alpha."""
+    dropout: float = Field(0.05, ge=0, lt=1)
+    """LoRA dropout."""
+    target_modules: str | list[str] = "all-linear"
+    """Modules that get adapters (`all-linear` = every linear projection)."""
+
+
+class TrainScaling(Section):
+    num_workers: int = Field(1, ge=1)
+    """Ray Train workers (data parallel)."""
+    use_gpu: bool = False
+    """One GPU per worker."""
+    cpus_per_worker: float = Field(1, gt=0)
+    """Logical CPUs reserved per worker."""
+    torch_threads: int | None = Field(None, ge=1)
+    """torch.set_num_threads inside each worker (Ray otherwise sets OMP threads from CPUs)."""
+    max_failures: int = Field(1, ge=0)
+    """Worker failures tolerated; training resumes from the last checkpoint."""
+    num_to_keep: int = Field(2, ge=1)
+    """Checkpoints kept by Ray Train."""
+    save_steps: int = Field(20, ge=1)
+    """Optimizer steps between checkpoints."""
+
+
+class SFTConfig(Section):
+    enabled: bool = True
+    """Run label-only SFT (off: `sft` = `base`, for debugging only)."""
+    use_lora: bool = True
+    """LoRA (then always merged) or full fine-tuning (allowed for tiny models)."""
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    """LoRA settings."""
+    learning_rate: float = Field(2e-4, gt=0)
+    """Learning rate (full fine-tuning: 2e-5)."""
+    batch_size: int = Field(8, ge=1)
+    """Examples per optimizer step (per worker batch x workers x accumulation)."""
+    epochs: float = Field(1.0, gt=0)
+    """Passes over the training split."""
+    max_length: int = Field(1024, ge=32)
+    """Longest tokenised example; longer ones are cut."""
+    scaling: TrainScaling = Field(default_factory=TrainScaling)
+    """Ray Train placement."""
+
+
+class DPOConfig(Section):
+    beta: float = Field(0.1, gt=0)
+    """DPO beta (sigmoid loss)."""
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    """A fresh LoRA adapter on `sft`; the reference is the adapter switched off."""
+    learning_rate: float = Field(5e-6, gt=0)
+    """Learning rate (embedded 135M model: 5e-5)."""
+    batch_size: int = Field(4, ge=1)
+    """Pairs per optimizer step."""
+    epochs: float = Field(2.0, gt=0)
+    """Passes over the pairs (embedded model: 1)."""
+    max_length: int = Field(1024, ge=32)
+    """Longest prompt + response in tokens."""
+    merge: bool = False
+    """Also write merged weights beside the adapter."""
+    scaling: TrainScaling = Field(default_factory=TrainScaling)
+    """Ray Train placement."""
+
+
 class RunConfig(Section):
     run_seed: int = 0
     """Drives sampling keys, debate retries, `rank`'s random choice, data order, LoRA init."""
@@ -175,6 +241,10 @@ class RunConfig(Section):
     """Step 2 debate."""
     pairs: PairsConfig = Field(default_factory=PairsConfig)
     """Step 5 pair strategies."""
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    """Step 0 label-only SFT."""
+    dpo: DPOConfig = Field(default_factory=DPOConfig)
+    """Step 6 DPO."""
 
 
 def _format_loc(loc: tuple) -> str:

@@ -1,0 +1,30 @@
+"""Pick the judge named by a JudgeConfig: an LLM judge over an engine, or the demo oracle."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from anchor_service.config import JudgeConfig
+from anchor_service.core.types import Judgement
+from anchor_service.scoring.item import JudgeItem
+
+
+class Scorer(Protocol):
+    """Anything that turns judge items into judgements (LLM judge or oracle)."""
+
+    judge_id: str
+
+    def score(self, items: list[JudgeItem]) -> list[Judgement]: ...
+
+
+def make_judge(cfg: JudgeConfig) -> Scorer:
+    """The judge of a config: `oracle` mode needs no model; other modes load the engine."""
+    if cfg.mode == "oracle" or cfg.model.engine == "oracle":
+        from anchor_service.scoring.oracle import OracleJudge
+
+        return OracleJudge()
+    from anchor_service.engines.factory import make_engine
+    from anchor_service.scoring.judge import Judge
+
+    engine = make_engine(cfg.model)
+    return Judge(engine, mode=cfg.mode, judge_id=engine.model_id, max_tokens=cfg.max_tokens)

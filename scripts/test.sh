@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up (scripts/setup.sh) and run the whole test suite, slow tests on the real embedded model
+# included. Extra arguments go to pytest, e.g. `bash scripts/test.sh -k parser`.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/setup.sh
+VENV="${ANCHOR_VENV:-$root/.venv}"
+export ANCHOR_RUN_SLOW="${ANCHOR_RUN_SLOW:-1}"
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
