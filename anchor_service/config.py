@@ -222,6 +222,53 @@ class DPOConfig(Section):
     """Ray Train placement."""
 
 
+class StageResources(Section):
+    actors: int = Field(1, ge=1)
+    """Actors in the Ray Data actor pool of this stage (each owns one engine)."""
+    batch_size: int = Field(16, ge=1)
+    """Rows per `map_batches` call (and per resumable part file)."""
+    num_cpus: float = Field(1, ge=0)
+    """Logical CPUs reserved per actor."""
+    num_gpus: float = Field(0, ge=0)
+    """GPUs per actor (1 for a vLLM/HF engine on a GPU node)."""
+    torch_threads: int | None = Field(None, ge=1)
+    """torch.set_num_threads in the actor (Ray sets OMP threads from num_cpus otherwise,
+    which silently slows torch); None: leave torch's default."""
+
+
+class PipelineConfig(Section):
+    placement: Literal["inline", "serve"] = "inline"
+    """`inline`: each stage's actor pool owns its engines; `serve`: stages call the Serve
+    deployments through an Engine adapter, so one set of actors serves users and the pipeline."""
+    sample: StageResources = Field(default_factory=StageResources)
+    """Sampling (step 1) and evaluation answers."""
+    debate: StageResources = Field(default_factory=StageResources)
+    """Debate (step 2)."""
+    judge: StageResources = Field(default_factory=StageResources)
+    """Judging (step 3) and evaluation scoring."""
+    progress: bool = True
+    """Progress bars."""
+
+
+class ClusterConfig(Section):
+    address: str | None = None
+    """Ray address to attach to; None: `RAY_ADDRESS` if set, else start a local cluster."""
+    num_cpus: int | None = Field(4, ge=1)
+    """Logical CPUs of a local cluster (more than the physical cores, so Data's read/write
+    tasks and Serve's proxy are never starved); ignored when attaching."""
+    object_store_memory: int | None = None
+    """Object store bytes of a local cluster (None: Ray's default)."""
+
+
+class EvalConfig(Section):
+    enabled: bool = True
+    """Evaluate base, sft and each DPO model on the test split."""
+    max_tokens: int | None = None
+    """Most new tokens of an evaluation answer; None: sampling.max_tokens."""
+    bootstrap: int = Field(1000, ge=100)
+    """Bootstrap resamples for confidence intervals."""
+
+
 class RunConfig(Section):
     run_seed: int = 0
     """Drives sampling keys, debate retries, `rank`'s random choice, data order, LoRA init."""
@@ -245,6 +292,12 @@ class RunConfig(Section):
     """Step 0 label-only SFT."""
     dpo: DPOConfig = Field(default_factory=DPOConfig)
     """Step 6 DPO."""
+    evaluation: EvalConfig = Field(default_factory=EvalConfig)
+    """Step 7 evaluation."""
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    """Ray Data stage placement and resources."""
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    """Which Ray cluster to use."""
 
 
 def _format_loc(loc: tuple) -> str:

@@ -1,0 +1,132 @@
+"""Run one engine-owning stage over rows with Ray Data, resumably.
+
+The rows to compute are planned from their keys (prompt_id, sample_idx, ...). Rows already in
+the stage's part files are not sent again; every batch that comes back is written as its own
+part file at once, so kill -9 loses at most the batches in flight. Because each row's
+randomness comes from its key, the recomputed rows equal what an uninterrupted run would have
+produced; the final file is the union of the parts, de-duplicated by key and sorted by key.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from anchor_service.config import StageResources
+from anchor_service.rundir import RunDir, write_parquet_atomic
+
+log = logging.getLogger(__name__)
+
+
+def _key_tuples(df: pd.DataFrame, keys: Sequence[str]) -> set[tuple]:
+    return set(map(tuple, df[list(keys)].astype(str).itertuples(index=False, name=None)))
+
+
+def run_stage(
+    rundir: RunDir,
+    stage: str,
+    fp: str,
+    rows: pd.DataFrame,
+    keys: Sequence[str],
+    stage_cls: type,
+    ctor_kwargs: dict[str, Any],
+    resources: StageResources,
+    out_path,
+    progress: bool = True,
+    out_keys: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Compute `stage_cls` over `rows` (those not done yet) and write `out_path`.
+
+    `keys` identify an input row and are carried into its output rows; `out_keys` identify an
+    output row (default: `keys`; a debate writes several attempts per prompt). Skips everything
+    when the stage is already done with fingerprint `fp`.
+    """
+    out_keys = list(out_keys or keys)
+    if rundir.is_done(stage, fp) and out_path.is_file():
+        log.info("%s: done already (config unchanged), skipping", stage)
+        return pd.read_parquet(out_path)
+    parts = rundir.open_parts(stage, fp)
+    done = rundir.read_parts(stage)
+    done_keys = _key_tuples(done, keys) if done is not None else set()
+    todo = rows[[k not in done_keys for k in map(tuple, rows[list(keys)].astype(str).values)]]
+    t0 = time.perf_counter()
+    if done_keys:
+        log.info("%s: resuming, %d of %d rows already written", stage, len(done_keys), len(rows))
+    if len(todo):
+        _map_with_ray(todo, stage_cls, ctor_kwargs, resources, parts, stage, progress)
+    out = rundir.read_parts(stage)
+    if out is None:
+        out = pd.DataFrame(columns=list(getattr(stage_cls, "COLUMNS", out_keys)))
+    out = (
+        out.drop_duplicates(subset=out_keys, keep="first")
+        .sort_values(out_keys, key=_sort_key)
+        .reset_index(drop=True)
+    )
+    expected = _key_tuples(rows, keys)
+    got = _key_tuples(out, keys)
+    if got != expected:
+        missing = sorted(expected - got)[:5]
+        raise RuntimeError(
+            f"{stage}: {len(expected - got)} rows missing after the run, e.g. {missing}"
+        )
+    write_parquet_atomic(out, out_path)
+    rundir.mark_done(stage, fp, rows=len(out), seconds=round(time.perf_counter() - t0, 1))
+    rundir.clear_parts(stage)
+    return out
+
+
+def _sort_key(col: pd.Series) -> pd.Series:
+    # Natural order for ids like demo/train/10 vs demo/train/9, and for integer columns.
+    if col.dtype == object:
+        return col.map(_natural)
+    return col
+
+
+def _natural(value: Any) -> tuple:
+    import re
+
+    return tuple(
+        (0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(value)) if t
+    )
+
+
+def _map_with_ray(
+    todo: pd.DataFrame,
+    stage_cls: type,
+    ctor_kwargs: dict[str, Any],
+    res: StageResources,
+    parts_dir,
+    stage: str,
+    progress: bool,
+) -> None:
+    import ray
+
+    from anchor_service.pipeline.cluster import ensure_ray
+
+    ensure_ray()
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    # Blocks of one batch each: output arrives (and is saved) batch by batch.
+    n_blocks = max(1, -(-len(todo) // res.batch_size))
+    ds = ray.data.from_pandas(todo.reset_index(drop=True)).repartition(n_blocks)
+    ds = ds.map_batches(
+        stage_cls,
+        fn_constructor_kwargs=ctor_kwargs,
+        batch_size=res.batch_size,
+        batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(size=res.actors),
+        num_cpus=res.num_cpus,
+        num_gpus=res.num_gpus or None,
+    )
+    written = 0
+    for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+        if len(batch) == 0:
+            continue
+        write_parquet_atomic(batch, parts_dir / f"part-{uuid.uuid4().hex}.parquet")
+        written += len(batch)
+        log.info("%s: %d/%d rows written", stage, written, len(todo))

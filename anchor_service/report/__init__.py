@@ -1,0 +1,1 @@
+"""Summaries, reports and figures computed from run directories alone."""

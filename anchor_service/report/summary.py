@@ -1,0 +1,141 @@
+"""summary.json from the files of a run directory alone (ARCHITECTURE.md file contract).
+
+Nothing here calls a model: deleting summary.json and rebuilding it gives the same file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from anchor_service.core.claims import evaluate_claims
+from anchor_service.core.stats import accuracy, criterion_means, delta_vs, pairwise_rows
+from anchor_service.core.types import CATEGORIES, CRITERIA, VERDICT_VALUES
+
+STAT_SEED_SALT = "summary"
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def eval_models(run: Path, cfg: dict) -> list[str]:
+    """Evaluated models in report order: base, sft, then strategies in config order."""
+    found = {
+        p.name[len("answers-") : -len(".parquet")] for p in (run / "eval").glob("answers-*.parquet")
+    }
+    order = ["base", "sft", *cfg.get("pairs", {}).get("strategies", [])]
+    return [m for m in order if m in found] + sorted(found - set(order))
+
+
+def load_eval(run: Path, model: str) -> pd.DataFrame:
+    """One row per test question: correct, score (None = unscored), verdict values."""
+    answers = pd.read_parquet(run / "eval" / f"answers-{model}.parquet")
+    scores = pd.read_parquet(run / "eval" / f"scores-{model}.parquet")
+    df = answers[["prompt_id", "correct", "parse_status"]].merge(
+        scores[["prompt_id", "status", "score", *CRITERIA]], on="prompt_id", how="left"
+    )
+    return df.sort_values("prompt_id").reset_index(drop=True)
+
+
+def _score_list(df: pd.DataFrame) -> list[int | None]:
+    return [
+        int(s) if st in ("scored", "empty") and not pd.isna(s) else None
+        for s, st in zip(df["score"], df["status"], strict=True)
+    ]
+
+
+def _criterion_values(df: pd.DataFrame) -> dict[str, list[int | None]]:
+    out = {}
+    for c in CRITERIA:
+        out[c] = [
+            VERDICT_VALUES.get(v) if isinstance(v, str) and st in ("scored", "empty") else None
+            for v, st in zip(df[c], df["status"], strict=True)
+        ]
+    return out
+
+
+def judge_name(judge_cfg: dict | None) -> str | None:
+    if not judge_cfg:
+        return None
+    if judge_cfg.get("mode") == "oracle":
+        return "oracle"
+    return f"{judge_cfg['model']['name']} ({judge_cfg.get('mode', 'auto')})"
+
+
+def build_summary(run: str | Path) -> dict[str, Any]:
+    """The summary of a run directory, computed from its files only."""
+    run = Path(run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    seed = int(cfg.get("run_seed", 0))
+    n_boot = int(cfg.get("evaluation", {}).get("bootstrap", 1000))
+    strategies = cfg.get("pairs", {}).get("strategies", [])
+    stats = {s: _read_json(run / f"stats-{s}.json") for s in strategies}
+    stats = {s: v for s, v in stats.items() if v is not None}
+    sanity = _read_json(run / "sanity" / "sanity.json") or {}
+
+    categories = dict.fromkeys(CATEGORIES, 0)
+    if stats:
+        categories.update(next(iter(stats.values()))["prompts"])
+    summary: dict[str, Any] = {
+        "run_seed": seed,
+        "dataset": cfg.get("data", {}).get("source"),
+        "judge": {
+            "alignment": judge_name(cfg.get("judge")),
+            "evaluation": judge_name(cfg.get("eval_judge") or cfg.get("judge")),
+            "sanity": {role: sanity.get(role) for role in ("alignment", "evaluation")},
+        },
+        "dpo_skipped": [s for s, st in stats.items() if st.get("dpo_skipped")],
+        "categories": categories,
+        "pairs": {s: sum(st["pairs"].values()) for s, st in stats.items()},
+        "lambda": {s: st["lambda"] for s, st in stats.items()},
+        "drops": {s: st["drops"] for s, st in stats.items()},
+    }
+    models = eval_models(run, cfg)
+    evals = {m: load_eval(run, m) for m in models}
+    if not evals:
+        return summary
+    ids = evals[models[0]]["prompt_id"].tolist()
+    for m, df in evals.items():
+        if df["prompt_id"].tolist() != ids:
+            raise ValueError(f"{run}: eval files of '{m}' cover other questions than '{models[0]}'")
+    correct = {m: [bool(c) for c in df["correct"]] for m, df in evals.items()}
+    scores = {m: _score_list(df) for m, df in evals.items()}
+    summary["accuracy"] = {m: accuracy(c) for m, c in correct.items()}
+    if "base" in scores:
+        summary["delta_wl"] = {
+            m: delta_vs(scores, m, seed, reference="base", n_resamples=n_boot)
+            for m in models
+            if m != "base"
+        }
+    summary["pairwise"] = pairwise_rows(scores, seed, n_resamples=n_boot)
+    summary["criteria"] = {
+        m: criterion_means(_criterion_values(df), seed=seed, n_resamples=n_boot)
+        for m, df in evals.items()
+    }
+    summary["claims"] = evaluate_claims(correct, scores, seed, n_resamples=n_boot)
+    summary["status"] = {
+        m: {s: int((df["status"] == s).sum()) for s in ("scored", "empty", "unscored")}
+        | {"unparseable": int((df["parse_status"] != "ok").sum())}
+        for m, df in evals.items()
+    }
+    return summary
+
+
+def write_summary(run: str | Path) -> dict[str, Any]:
+    """Build summary.json and report.md for a run directory and write them."""
+    from anchor_service.rundir import write_json_atomic
+
+    run = Path(run)
+    summary = build_summary(run)
+    write_json_atomic(summary, run / "summary.json")
+    try:
+        from anchor_service.report.markdown import write_report
+    except ImportError:
+        return summary
+    write_report(run, summary)
+    return summary

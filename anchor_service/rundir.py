@@ -1,0 +1,144 @@
+"""The run directory: where every stage reads and writes (ARCHITECTURE.md file contract).
+
+Besides the contract's files it keeps, per stage, a `state/<stage>.json` marker (the stage's
+fingerprint, written last, when the output is complete) and `parts/<stage>/` (pieces written
+as batches finish, so a stage cut off part way keeps what it computed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-able values (stage name, its config, upstream fingerprints)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a file so a reader (or a resumed run) never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(obj: Any, path: Path) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+class RunDir:
+    """Paths of one run and the done/parts bookkeeping of its stages."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    # --- contract files -------------------------------------------------------------
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples.parquet"
+
+    @property
+    def debates(self) -> Path:
+        return self.root / "debates.parquet"
+
+    @property
+    def scores(self) -> Path:
+        return self.root / "scores.parquet"
+
+    def pairs(self, strategy: str) -> Path:
+        return self.root / f"pairs-{strategy}.parquet"
+
+    def stats(self, strategy: str) -> Path:
+        return self.root / f"stats-{strategy}.json"
+
+    def model(self, name: str) -> Path:
+        return self.root / "models" / name
+
+    def eval_answers(self, model: str) -> Path:
+        return self.root / "eval" / f"answers-{model}.parquet"
+
+    def eval_scores(self, model: str) -> Path:
+        return self.root / "eval" / f"scores-{model}.parquet"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def train_storage(self) -> Path:
+        return self.root / "ray_train"
+
+    # --- stage bookkeeping ----------------------------------------------------------
+    def _state(self, stage: str) -> Path:
+        return self.root / "state" / f"{stage}.json"
+
+    def parts_dir(self, stage: str) -> Path:
+        return self.root / "parts" / stage
+
+    def is_done(self, stage: str, fp: str) -> bool:
+        """True when the stage finished with this exact fingerprint."""
+        p = self._state(stage)
+        if not p.is_file():
+            return False
+        try:
+            return json.loads(p.read_text()).get("fingerprint") == fp
+        except (OSError, json.JSONDecodeError):
+            return False
+
+    def mark_done(self, stage: str, fp: str, **info: Any) -> None:
+        write_json_atomic(
+            {"stage": stage, "fingerprint": fp, "finished": time.time(), **info},
+            self._state(stage),
+        )
+
+    def state(self, stage: str) -> dict | None:
+        p = self._state(stage)
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    def open_parts(self, stage: str, fp: str) -> Path:
+        """The parts folder of a stage for this fingerprint; parts of another config are removed."""
+        d = self.parts_dir(stage)
+        marker = d / "FINGERPRINT"
+        if d.exists() and (not marker.is_file() or marker.read_text().strip() != fp):
+            shutil.rmtree(d)
+        d.mkdir(parents=True, exist_ok=True)
+        if not marker.is_file():
+            write_atomic(marker, fp)
+        return d
+
+    def read_parts(self, stage: str) -> pd.DataFrame | None:
+        d = self.parts_dir(stage)
+        files = sorted(d.glob("part-*.parquet")) if d.is_dir() else []
+        if not files:
+            return None
+        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+    def clear_parts(self, stage: str) -> None:
+        shutil.rmtree(self.parts_dir(stage), ignore_errors=True)

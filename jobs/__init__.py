@@ -1,0 +1,1 @@
+"""Thin entrypoints for `ray job submit -- python -m jobs.<name> --config ...`."""

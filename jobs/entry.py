@@ -1,0 +1,35 @@
+"""What every job does: parse --config/--out/--set, attach to Ray, run the method up to a stage."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def main(until: str, description: str, argv: list[str] | None = None) -> int:
+    from anchor_service.cli.run import default_out, demo_config_path
+    from anchor_service.config import ConfigError, load_config
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", required=True, help="YAML config, or `demo` for the packaged demo")
+    p.add_argument("--out", help="run directory (default runs/<config name>-seed<run_seed>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    path = demo_config_path() if args.config == "demo" else Path(args.config)
+    try:
+        cfg = load_config(path, args.overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else default_out(cfg, str(path))
+
+    from anchor_service.pipeline.run import MethodRun
+
+    MethodRun(cfg, out).run(until=until)
+    print(f"run directory: {out.resolve()} (stages up to '{until}' done)")
+    return 0
