@@ -269,6 +269,78 @@ class EvalConfig(Section):
     """Bootstrap resamples for confidence intervals."""
 
 
+class DeploymentConfig(Section):
+    num_replicas: int = Field(1, ge=1)
+    """Replicas when autoscaling is off."""
+    autoscaling: bool = False
+    """Let Serve scale replicas between min_replicas and max_replicas."""
+    min_replicas: int = Field(1, ge=0)
+    """Autoscaling lower bound."""
+    max_replicas: int = Field(4, ge=1)
+    """Autoscaling upper bound."""
+    target_ongoing_requests: float = Field(8, gt=0)
+    """Autoscaling target of in-flight requests per replica."""
+    num_cpus: float = Field(0.5, ge=0)
+    """Logical CPUs per replica (fractional on small machines)."""
+    num_gpus: float = Field(0, ge=0)
+    """GPUs per replica."""
+    max_ongoing_requests: int = Field(32, ge=1)
+    """In-flight requests a replica accepts (Serve's backpressure)."""
+    max_queued_requests: int = Field(64, ge=-1)
+    """Requests waiting for a replica before Serve rejects them (answered 503 + Retry-After);
+    -1 = unbounded."""
+    max_batch_size: int = Field(16, ge=1)
+    """Most items the replica batches into one engine call (`@serve.batch`)."""
+    batch_wait_timeout_s: float = Field(0.02, ge=0)
+    """How long a replica waits to fill a batch."""
+    torch_threads: int | None = Field(None, ge=1)
+    """torch.set_num_threads in the replica."""
+
+
+class LimitsConfig(Section):
+    max_body_bytes: int = Field(262_144, ge=1024)
+    """Largest request body; larger is 413."""
+    max_question_chars: int = Field(4000, ge=1)
+    """Longest question text."""
+    max_option_chars: int = Field(1000, ge=1)
+    """Longest option text."""
+    max_explanation_chars: int = Field(8000, ge=1)
+    """Longest explanation text."""
+    min_options: int = Field(2, ge=2)
+    """Fewest options."""
+    max_options: int = Field(10, ge=2, le=10)
+    """Most options (A..J)."""
+    max_batch_items: int = Field(32, ge=1)
+    """Most items in /v1/score/batch."""
+    max_n: int = Field(4, ge=1)
+    """Most completions per /v1/explain request."""
+    max_tokens: int = Field(256, ge=1)
+    """Most new tokens per /v1/explain completion."""
+    retry_after_s: int = Field(2, ge=1)
+    """Retry-After seconds sent with a 503 under overload."""
+
+
+class ServeConfig(Section):
+    host: str = "127.0.0.1"
+    """Address the HTTP proxy binds (0.0.0.0 to expose it; then configure a token)."""
+    port: int = Field(8000, ge=1, le=65535)
+    """HTTP port."""
+    token_file: str | None = None
+    """File holding the bearer token; the env var ANCHOR_API_TOKEN wins. No token: open."""
+    policy_run_dir: str | None = None
+    """Serve a run's DPO'd policy: its models/sft plus the adapter of `policy_strategy`."""
+    policy_strategy: str = "anchor"
+    """Which strategy's adapter to load from `policy_run_dir`."""
+    judge_deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
+    """Placement and batching of the judge deployment."""
+    policy_deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
+    """Placement and batching of the policy deployment."""
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    """Request limits (413/422 beyond them)."""
+    app_name: str = "anchor"
+    """Serve application name (the pipeline's `placement: serve` finds deployments by it)."""
+
+
 class RunConfig(Section):
     run_seed: int = 0
     """Drives sampling keys, debate retries, `rank`'s random choice, data order, LoRA init."""
@@ -298,6 +370,8 @@ class RunConfig(Section):
     """Ray Data stage placement and resources."""
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     """Which Ray cluster to use."""
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    """The HTTP service (Ray Serve): the policy and the judge of this config behind FastAPI."""
 
 
 def _format_loc(loc: tuple) -> str:
