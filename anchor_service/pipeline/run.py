@@ -423,16 +423,19 @@ class MethodRun:
 
     def stage_sanity(self) -> dict[str, Any]:
         """The judges' sanity figures (METHOD.md step 7) on the shipped check set."""
-        from anchor_service.scoring.sanity import sanity_from_scores, sanity_rows
+        from anchor_service.pipeline.sanity import judgements_of, sanity_rows
+        from anchor_service.scoring.sanity import sanity_figure
 
         cfg = self.cfg
         out = {}
         judges = {"alignment": cfg.judge, "evaluation": cfg.eval_judge or cfg.judge}
         for role, judge in judges.items():
-            rows, pairs = sanity_rows(judge)
+            if role == "evaluation" and judge == judges["alignment"]:
+                out[role] = out["alignment"]  # the same judge: measured once
+                continue
             path = self.rundir.root / "sanity" / f"scores-{role}.parquet"
-            scores = self.run_judge(f"sanity-{role}", judge, rows, path, ["checkset"])
-            out[role] = sanity_from_scores(scores, pairs)
+            scores = self.run_judge(f"sanity-{role}", judge, sanity_rows(judge), path, ["checkset"])
+            out[role] = sanity_figure(judgements_of(scores))
         write_json_atomic(out, self.rundir.root / "sanity" / "sanity.json")
         return out
 

@@ -1,0 +1,60 @@
+"""The judges' sanity figures (METHOD.md step 7) computed through the same judge stage."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from anchor_service.config import JudgeConfig
+from anchor_service.core.types import CRITERIA, Judgement
+from anchor_service.scoring.item import JudgeItem
+
+
+def checkset_pairs(judge: JudgeConfig) -> list[tuple[JudgeItem, JudgeItem]]:
+    """The shipped check set; for the oracle, generated demo pairs (it only knows the demo)."""
+    if judge.mode == "oracle":
+        from anchor_service.scoring.oracle import oracle_check_pairs
+
+        return oracle_check_pairs()
+    from anchor_service.scoring.sanity import load_checkset
+
+    return load_checkset()
+
+
+def sanity_rows(judge: JudgeConfig) -> pd.DataFrame:
+    """Judge-stage rows: prompt `checkset/<k>`, sample_idx 0 = sound, 1 = nonsensical."""
+    rows = []
+    for k, pair in enumerate(checkset_pairs(judge)):
+        for idx, item in enumerate(pair):
+            rows.append(
+                {
+                    "prompt_id": f"checkset/{k:02d}",
+                    "source": "sample",
+                    "sample_idx": idx,
+                    "question": item.question,
+                    "options": list(item.options),
+                    "answer": item.answer,
+                    "explanation": item.explanation,
+                    "meta_json": json.dumps(item.meta) if item.meta is not None else None,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def judgements_of(scores: pd.DataFrame) -> list[Judgement]:
+    """Score rows back into Judgement objects (in row order)."""
+    out = []
+    for r in scores.itertuples(index=False):
+        verdicts = {c: getattr(r, c) for c in CRITERIA}
+        out.append(
+            Judgement(
+                status=r.status,
+                verdicts=verdicts if all(isinstance(v, str) for v in verdicts.values()) else None,
+                score=None if pd.isna(r.score) else int(r.score),
+                score_expected=None if pd.isna(r.score_expected) else float(r.score_expected),
+                mode=r.mode,
+                judge=r.judge,
+            )
+        )
+    return out
