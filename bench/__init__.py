@@ -1,0 +1,1 @@
+"""Benchmarks: each prints ratios against the plain alternative measured in the same run."""
