@@ -1,0 +1,71 @@
+"""`anchor-align serve`: run the HTTP service (judge + policy on Ray Serve) until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from anchor_service.cli.common import UsageError, add_config_args, resolve_config
+
+HELP = "serve the judge and the policy over HTTP (Ray Serve)"
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help=HELP,
+        description=(
+            "Start the HTTP service: POST /v1/score, /v1/score/batch and /v1/explain, "
+            "GET /healthz and /v1/models, OpenAPI at /docs. Without --config the embedded "
+            "model is both policy and judge. A bearer token is required when "
+            "ANCHOR_API_TOKEN or serve.token_file is set. Attaches to the Ray cluster of "
+            "cluster.address or RAY_ADDRESS, else starts a local one."
+        ),
+    )
+    p.add_argument("--host", help="address to bind (default serve.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="HTTP port (default serve.port, 8000)")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    extra = []
+    if args.host:
+        extra.append(f"serve.host={args.host}")
+    if args.port is not None:
+        if not 1 <= args.port <= 65535:
+            raise UsageError(f"--port {args.port}: must be between 1 and 65535")
+        extra.append(f"serve.port={args.port}")
+    cfg = resolve_config(args, extra)
+
+    from anchor_service.serve.app import start
+    from anchor_service.serve.auth import TokenFileError, load_token
+
+    # Fail before starting Ray when the token file is wrong (the replica reads it again).
+    try:
+        token = load_token(cfg.serve.token_file)
+    except TokenFileError as exc:
+        raise UsageError(str(exc)) from None
+    if token is None and cfg.serve.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning(
+            "serving on %s without a token: anyone who can reach it can use it; "
+            "set ANCHOR_API_TOKEN or serve.token_file",
+            cfg.serve.host,
+        )
+    url = start(cfg)
+    print(f"anchor-service on {url} (docs: {url}/docs); Ctrl-C stops it", flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        from ray import serve
+
+        serve.shutdown()
+    return 0
