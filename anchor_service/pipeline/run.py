@@ -442,7 +442,7 @@ class MethodRun:
     # ------------------------------------------------------------------ the whole method
     def run(self, until: str = "report") -> dict[str, Any]:
         """Run every stage up to and including `until` (one of STAGES); done stages are skipped."""
-        from anchor_service.pipeline.cluster import ensure_ray
+        from anchor_service.cluster import ensure_ray
 
         if until not in STAGES:
             raise ValueError(f"unknown stage '{until}'; stages are {', '.join(STAGES)}")

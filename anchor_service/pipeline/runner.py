@@ -53,11 +53,24 @@ def run_stage(
     parts = rundir.open_parts(stage, fp)
     done = rundir.read_parts(stage)
     done_keys = _key_tuples(done, keys) if done is not None else set()
-    todo = rows[[k not in done_keys for k in map(tuple, rows[list(keys)].astype(str).values)]]
+    # Batches are planned from the keys alone (the rows sorted by key, cut every batch_size),
+    # so a resumed run recomputes exactly the batches an uninterrupted run computed, with the
+    # same composition: engines then give bit-identical results, padding included.
+    ordered = rows.sort_values(list(keys), key=_sort_key).reset_index(drop=True)
+    planned = [
+        ordered.iloc[i : i + resources.batch_size]
+        for i in range(0, len(ordered), resources.batch_size)
+    ]
+    todo = [b for b in planned if not _key_tuples(b, keys) <= done_keys]
     t0 = time.perf_counter()
     if done_keys:
-        log.info("%s: resuming, %d of %d rows already written", stage, len(done_keys), len(rows))
-    if len(todo):
+        log.info(
+            "%s: resuming, %d of %d batches already written",
+            stage,
+            len(planned) - len(todo),
+            len(planned),
+        )
+    if todo:
         _map_with_ray(todo, stage_cls, ctor_kwargs, resources, parts, stage, progress)
     out = rundir.read_parts(stage)
     if out is None:
@@ -96,7 +109,7 @@ def _natural(value: Any) -> tuple:
 
 
 def _map_with_ray(
-    todo: pd.DataFrame,
+    todo: list[pd.DataFrame],
     stage_cls: type,
     ctor_kwargs: dict[str, Any],
     res: StageResources,
@@ -106,27 +119,28 @@ def _map_with_ray(
 ) -> None:
     import ray
 
-    from anchor_service.pipeline.cluster import ensure_ray
+    from anchor_service.cluster import ensure_ray
 
     ensure_ray()
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
-    # Blocks of one batch each: output arrives (and is saved) batch by batch.
-    n_blocks = max(1, -(-len(todo) // res.batch_size))
-    ds = ray.data.from_pandas(todo.reset_index(drop=True)).repartition(n_blocks)
+    # One block per planned batch, and batch_size=None: each call gets exactly one planned
+    # batch, and each result is saved as its own part file as soon as it arrives.
+    ds = ray.data.from_pandas([b.reset_index(drop=True) for b in todo])
     ds = ds.map_batches(
         stage_cls,
         fn_constructor_kwargs=ctor_kwargs,
-        batch_size=res.batch_size,
+        batch_size=None,
         batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(size=res.actors),
         num_cpus=res.num_cpus,
         num_gpus=res.num_gpus or None,
     )
+    total = sum(len(b) for b in todo)
     written = 0
     for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
         if len(batch) == 0:
             continue
         write_parquet_atomic(batch, parts_dir / f"part-{uuid.uuid4().hex}.parquet")
         written += len(batch)
-        log.info("%s: %d/%d rows written", stage, written, len(todo))
+        log.info("%s: %d/%d rows written", stage, written, total)

