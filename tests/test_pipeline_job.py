@@ -1,0 +1,279 @@
+"""The method as a real Ray job: `ray start --head`, `ray job submit`, kill -9 and resume.
+
+One session-scoped local head serves every test here; the tiny trained test model (conftest)
+plays policy, debater and judge so a whole run takes a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from anchor_service.core.stats import accuracy
+from anchor_service.core.types import CATEGORIES
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.ray
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # `python` in the job entrypoint must be this interpreter (the job inherits raylet's PATH).
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env.pop("RAY_ADDRESS", None)
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    return env
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """A real local Ray head (ray start --head) in a short temporary directory."""
+    temp = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # unix socket paths must stay short
+    gcs, dash = _free_port(), _free_port()
+    ray = str(Path(sys.executable).parent / "ray")
+    subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={gcs}",
+            "--num-cpus=4",
+            f"--temp-dir={temp}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dash}",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        env=_env(),
+        capture_output=True,
+        timeout=180,
+    )
+    try:
+        yield {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}"}
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=_env(), capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def tiny_config(model_dir: Path) -> dict:
+    """A whole-method config small enough for CI, on the tiny trained test model."""
+    model = {"name": str(model_dir), "dtype": "float32", "batch_size": 32, "max_model_len": 512}
+    res = {"actors": 1, "batch_size": 8, "num_cpus": 1, "torch_threads": 2}
+    train_scaling = {"num_workers": 1, "cpus_per_worker": 1, "torch_threads": 2}
+    return {
+        "run_seed": 0,
+        "data": {"source": "demo", "demo": {"n_train": 24, "n_test": 12, "seed": 7}},
+        "policy": model,
+        "judge": {"mode": "probability", "model": model},
+        "sampling": {"n": 4, "temperature": 0.7, "top_p": 1.0, "max_tokens": 40},
+        "debate": {"max_retries": 2, "temperature": 0.7},
+        "pairs": {"strategies": ["anchor", "rank"], "min_pairs": 2},
+        "sft": {
+            "use_lora": False,
+            "learning_rate": 1e-4,
+            "batch_size": 8,
+            "epochs": 1,
+            "max_length": 256,
+            "scaling": train_scaling,
+        },
+        "dpo": {
+            "learning_rate": 5e-4,
+            "batch_size": 4,
+            "epochs": 1,
+            "max_length": 320,
+            "scaling": train_scaling,
+        },
+        "pipeline": {"sample": res, "debate": res, "judge": {**res, "batch_size": 4}},
+        "evaluation": {"bootstrap": 200},
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_config_file(tiny_model_dir: Path, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tiny_model_dir)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def submitted_run(ray_head, tiny_config_file: Path, tmp_path_factory) -> Path:
+    """The whole method submitted with `ray job submit`, waited on until it succeeds."""
+    out = tmp_path_factory.mktemp("job") / "run"
+    ray = str(Path(sys.executable).parent / "ray")
+    proc = subprocess.run(
+        [
+            ray,
+            "job",
+            "submit",
+            "--address",
+            ray_head["dashboard"],
+            "--working-dir",
+            ".",
+            "--",
+            "python",
+            "-m",
+            "jobs.run",
+            "--config",
+            str(tiny_config_file),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    tail = (proc.stdout + proc.stderr)[-6000:]
+    assert proc.returncode == 0, f"ray job submit failed:\n{tail}"
+    assert "SUCCEEDED" in proc.stdout + proc.stderr, tail
+    return out
+
+
+def test_submitted_job_writes_the_file_contract(submitted_run: Path):
+    run = submitted_run
+    for name in ("config.yaml", "samples.parquet", "debates.parquet", "scores.parquet"):
+        assert (run / name).is_file(), name
+    for strategy in ("anchor", "rank"):
+        assert (run / f"pairs-{strategy}.parquet").is_file()
+        assert (run / f"stats-{strategy}.json").is_file()
+    assert (run / "summary.json").is_file() and (run / "report.md").is_file()
+
+
+def test_every_category_present_and_pairs_for_each_strategy(submitted_run: Path):
+    stats = json.loads((submitted_run / "stats-anchor.json").read_text())
+    for c in CATEGORIES:
+        assert stats["prompts"][c] > 0, f"no {c} prompt: {stats['prompts']}"
+    for strategy in ("anchor", "rank"):
+        pairs = pd.read_parquet(submitted_run / f"pairs-{strategy}.parquet")
+        assert len(pairs) > 0
+        assert pairs["prompt_id"].is_unique
+        assert (pairs["chosen"] != pairs["rejected"]).all()
+
+
+def test_summary_equals_numbers_recomputed_from_the_files(submitted_run: Path):
+    run = submitted_run
+    summary = json.loads((run / "summary.json").read_text())
+    samples = pd.read_parquet(run / "samples.parquet")
+    n_samples = len(samples) // samples["prompt_id"].nunique()
+    counts = dict.fromkeys(CATEGORIES, 0)
+    for _, g in samples.groupby("prompt_id"):
+        c = int(g["correct"].sum())
+        counts[
+            "consistently_correct"
+            if c == n_samples
+            else "consistently_incorrect"
+            if c == 0
+            else "variable"
+        ] += 1
+    assert summary["categories"] == counts
+    for strategy in ("anchor", "rank"):
+        pairs = pd.read_parquet(run / f"pairs-{strategy}.parquet")
+        n = len(pairs)
+        anchored = int(pairs["category"].isin(["variable", "consistently_incorrect"]).sum())
+        assert summary["pairs"][strategy] == n
+        assert summary["lambda"][strategy] == pytest.approx(anchored / n)
+    for model, acc in summary["accuracy"].items():
+        answers = pd.read_parquet(run / "eval" / f"answers-{model}.parquet")
+        assert acc == pytest.approx(accuracy(list(answers["correct"])))
+
+
+def test_each_dpo_adapter_raises_the_implicit_reward_margin(submitted_run: Path):
+    from anchor_service.training.margins import implicit_reward_margins
+
+    summary = json.loads((submitted_run / "summary.json").read_text())
+    cfg = yaml.safe_load((submitted_run / "config.yaml").read_text())
+    trained = [s for s in ("anchor", "rank") if s not in summary["dpo_skipped"]]
+    assert trained, "no strategy reached min_pairs"
+    for strategy in trained:
+        pairs = pd.read_parquet(submitted_run / f"pairs-{strategy}.parquet").to_dict("records")
+        margins = implicit_reward_margins(
+            submitted_run / "models" / strategy,
+            submitted_run / "models" / "sft",
+            pairs,
+            beta=cfg["dpo"]["beta"],
+        )
+        assert sum(margins) / len(margins) > 0, f"{strategy}: mean margin {margins}"
+
+
+def test_report_rebuilds_the_same_summary(submitted_run: Path, tmp_path: Path):
+    copy = tmp_path / "run"
+    shutil.copytree(submitted_run, copy, ignore=shutil.ignore_patterns("models", "ray_train"))
+    before = json.loads((copy / "summary.json").read_text())
+    (copy / "summary.json").unlink()
+    (copy / "report.md").unlink()
+    from anchor_service.cli.main import main
+
+    assert main(["report", str(copy)]) == 0
+    assert json.loads((copy / "summary.json").read_text()) == before
+
+
+def test_kill_during_judging_then_resume_gives_identical_pairs(
+    ray_head, submitted_run: Path, tiny_config_file: Path, tmp_path: Path
+):
+    out = tmp_path / "run"
+    env = _env() | {"RAY_ADDRESS": ray_head["gcs"]}
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs.build_pairs",
+        "--config",
+        str(tiny_config_file),
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    parts = out / "parts" / "judge"
+    deadline = time.monotonic() + 900
+    try:
+        while not list(parts.glob("part-*.parquet")):
+            assert proc.poll() is None, "the run ended before the judge stage wrote a part"
+            assert time.monotonic() < deadline, "judge stage never started"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert not (out / "scores.parquet").exists(), "killed too late: judging had finished"
+    written = pd.concat([pd.read_parquet(p) for p in parts.glob("part-*.parquet")])
+    assert 0 < len(written)
+
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    scores = pd.read_parquet(out / "scores.parquet")
+    keys = scores[["prompt_id", "source", "sample_idx"]]
+    assert not keys.duplicated().any()
+    reference = pd.read_parquet(submitted_run / "scores.parquet")
+    assert len(scores) == len(reference)
+    for strategy in ("anchor", "rank"):
+        got = pd.read_parquet(out / f"pairs-{strategy}.parquet")
+        want = pd.read_parquet(submitted_run / f"pairs-{strategy}.parquet")
+        pd.testing.assert_frame_equal(got, want)
+        assert json.loads((out / f"stats-{strategy}.json").read_text()) == json.loads(
+            (submitted_run / f"stats-{strategy}.json").read_text()
+        )
