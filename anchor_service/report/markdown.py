@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from anchor_service.core.types import CATEGORIES, CRITERIA
@@ -123,11 +122,3 @@ def render(summary: dict[str, Any]) -> str:
                 )
         out.append("")
     return "\n".join(out) + "\n"
-
-
-def write_report(run: Path, summary: dict[str, Any]) -> Path:
-    from anchor_service.rundir import write_atomic
-
-    path = Path(run) / "report.md"
-    write_atomic(path, render(summary))
-    return path

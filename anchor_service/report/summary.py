@@ -127,15 +127,21 @@ def build_summary(run: str | Path) -> dict[str, Any]:
 
 
 def write_summary(run: str | Path) -> dict[str, Any]:
-    """Build summary.json and report.md for a run directory and write them."""
-    from anchor_service.rundir import write_json_atomic
+    """Build summary.json, report.md, the figures and report.html of a run directory."""
+    from anchor_service.report.figures import write_figures
+    from anchor_service.report.html import write_html
+    from anchor_service.report.markdown import render
+    from anchor_service.rundir import write_atomic, write_json_atomic
 
     run = Path(run)
     summary = build_summary(run)
     write_json_atomic(summary, run / "summary.json")
-    try:
-        from anchor_service.report.markdown import write_report
-    except ImportError:
-        return summary
-    write_report(run, summary)
+    markdown = render(summary)
+    figures = write_figures(run, summary)
+    if figures:
+        markdown += "\n## Figures\n\n" + "".join(
+            f"![{p.stem}](figures/{p.name})\n\n" for p in figures
+        )
+    write_atomic(run / "report.md", markdown)
+    write_html(run, markdown, figures)
     return summary

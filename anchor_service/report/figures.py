@@ -1,0 +1,87 @@
+"""The report's figures (PNG): per-criterion means with CIs, and a Delta W-L forest plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from anchor_service.core.types import CRITERIA
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def criteria_bars(summary: dict[str, Any], path: Path) -> Path | None:
+    """Grouped bars: mean value (0-3) per criterion and model, with 95% CI error bars."""
+    crit = summary.get("criteria") or {}
+    if not crit:
+        return None
+    plt = _plt()
+    models = list(crit)
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for i, m in enumerate(models):
+        xs, means, lo, hi = [], [], [], []
+        for j, c in enumerate(CRITERIA):
+            v = crit[m].get(c) or {}
+            if v.get("mean") is None:
+                continue
+            xs.append(j + i * width - 0.4 + width / 2)
+            means.append(v["mean"])
+            lo.append(v["mean"] - v["ci_low"])
+            hi.append(v["ci_high"] - v["mean"])
+        ax.bar(xs, means, width, yerr=[lo, hi], capsize=3, label=m)
+    ax.set_xticks(range(len(CRITERIA)))
+    ax.set_xticklabels([c.replace("_", " ") for c in CRITERIA], fontsize=8)
+    ax.set_ylim(0, 3)
+    ax.set_ylabel("mean verdict value (0-3)")
+    ax.set_title("Explanation quality per criterion (95% bootstrap CI)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def delta_forest(summary: dict[str, Any], path: Path) -> Path | None:
+    """Forest plot: Delta W-L of every pairwise row with its 95% CI; significant rows filled."""
+    rows = summary.get("pairwise") or []
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    for y, r in enumerate(reversed(rows)):
+        ax.errorbar(
+            r["value"],
+            y,
+            xerr=[[r["value"] - r["ci_low"]], [r["ci_high"] - r["value"]]],
+            fmt="o",
+            mfc="C0" if r.get("significant") else "white",
+            color="C0",
+            capsize=3,
+        )
+    ax.axvline(0, color="grey", lw=1, ls="--")
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{r['a']} vs {r['b']}" for r in reversed(rows)], fontsize=8)
+    ax.set_xlabel("Delta W-L (points; filled = significant after Holm)")
+    ax.set_title("Win - loss rate of explanation scores, 95% paired bootstrap CI")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_figures(run: Path, summary: dict[str, Any]) -> list[Path]:
+    out = [
+        criteria_bars(summary, run / "figures" / "criteria.png"),
+        delta_forest(summary, run / "figures" / "delta_wl.png"),
+    ]
+    return [p for p in out if p is not None]
