@@ -335,6 +335,13 @@ class ServeConfig(Section):
     """Placement and batching of the judge deployment."""
     policy_deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
     """Placement and batching of the policy deployment."""
+    ingress_deployment: DeploymentConfig = Field(
+        default_factory=lambda: DeploymentConfig(
+            num_cpus=0.25, max_ongoing_requests=128, max_queued_requests=256
+        )
+    )
+    """Placement and queue bounds of the HTTP ingress (FastAPI) deployment; it only validates
+    and forwards, so it needs little CPU (its batching and torch fields are unused)."""
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     """Request limits (413/422 beyond them)."""
     app_name: str = "anchor"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -34,8 +35,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Ray 2.60 turns token authentication on for local clusters: the head, `ray job submit` and
+# every driver of these tests share one token, as a user's shell would.
+_TOKEN = secrets.token_hex(32)
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
+    env["RAY_AUTH_MODE"] = "token"
+    env["RAY_AUTH_TOKEN"] = _TOKEN
     # `python` in the job entrypoint must be this interpreter (the job inherits raylet's PATH).
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     env.pop("RAY_ADDRESS", None)
@@ -43,17 +51,28 @@ def _env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_head():
-    """A real local Ray head (ray start --head) in a short temporary directory."""
+    """A real local Ray head (`ray start --head --block`) in a short temporary directory.
+
+    Every port is chosen free (other Ray clusters may run on this machine), and teardown kills
+    only this head's process group: `ray stop` would stop every Ray cluster of the machine.
+    """
     temp = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # unix socket paths must stay short
     gcs, dash = _free_port(), _free_port()
     ray = str(Path(sys.executable).parent / "ray")
-    subprocess.run(
+    ports = {
+        "--dashboard-agent-listen-port": _free_port(),
+        "--dashboard-agent-grpc-port": _free_port(),
+        "--runtime-env-agent-port": _free_port(),
+        "--metrics-export-port": _free_port(),
+    }
+    head = subprocess.Popen(
         [
             ray,
             "start",
             "--head",
+            "--block",
             f"--port={gcs}",
             "--num-cpus=4",
             f"--temp-dir={temp}",
@@ -61,21 +80,51 @@ def ray_head():
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dash}",
             "--disable-usage-stats",
+            *(f"{k}={v}" for k, v in ports.items()),
         ],
-        check=True,
         env=_env(),
-        capture_output=True,
-        timeout=180,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
+    address = {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}"}
     try:
-        yield {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}"}
+        _wait_for_job_agent(address["dashboard"], head)
+        yield address
     finally:
-        subprocess.run([ray, "stop", "--force"], env=_env(), capture_output=True, timeout=120)
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def _wait_for_job_agent(dashboard: str, head: subprocess.Popen) -> None:
+    """Until `ray job list` answers (the head's job agent has registered)."""
+    ray = str(Path(sys.executable).parent / "ray")
+    deadline = time.monotonic() + 180
+    while True:
+        assert head.poll() is None, "ray start --head exited"
+        probe = subprocess.run(
+            [ray, "job", "list", "--address", dashboard],
+            env=_env(),
+            capture_output=True,
+            timeout=60,
+        )
+        if probe.returncode == 0:
+            return
+        assert time.monotonic() < deadline, probe.stderr.decode()[-2000:]
+        time.sleep(2)
+
+
 def tiny_config(model_dir: Path) -> dict:
-    """A whole-method config small enough for CI, on the tiny trained test model."""
+    """A whole-method config small enough for CI, on the tiny trained test model.
+
+    The tiny model is close to guessing, so sampling is nearly greedy (temperature 0.05):
+    prompts it happens to get right come out consistently correct, others consistently
+    incorrect or variable. Keyed sampling makes the categories the same on every run.
+    """
     model = {"name": str(model_dir), "dtype": "float32", "batch_size": 32, "max_model_len": 512}
     res = {"actors": 1, "batch_size": 8, "num_cpus": 1, "torch_threads": 2}
     train_scaling = {"num_workers": 1, "cpus_per_worker": 1, "torch_threads": 2}
@@ -84,7 +133,7 @@ def tiny_config(model_dir: Path) -> dict:
         "data": {"source": "demo", "demo": {"n_train": 24, "n_test": 12, "seed": 7}},
         "policy": model,
         "judge": {"mode": "probability", "model": model},
-        "sampling": {"n": 4, "temperature": 0.7, "top_p": 1.0, "max_tokens": 40},
+        "sampling": {"n": 4, "temperature": 0.05, "top_p": 1.0, "max_tokens": 40},
         "debate": {"max_retries": 2, "temperature": 0.7},
         "pairs": {"strategies": ["anchor", "rank"], "min_pairs": 2},
         "sft": {
@@ -114,38 +163,39 @@ def tiny_config_file(tiny_model_dir: Path, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def submitted_run(ray_head, tiny_config_file: Path, tmp_path_factory) -> Path:
     """The whole method submitted with `ray job submit`, waited on until it succeeds."""
     out = tmp_path_factory.mktemp("job") / "run"
     ray = str(Path(sys.executable).parent / "ray")
-    proc = subprocess.run(
-        [
-            ray,
-            "job",
-            "submit",
-            "--address",
-            ray_head["dashboard"],
-            "--working-dir",
-            ".",
-            "--",
-            "python",
-            "-m",
-            "jobs.run",
-            "--config",
-            str(tiny_config_file),
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    cmd = [
+        ray,
+        "job",
+        "submit",
+        "--address",
+        ray_head["dashboard"],
+        "--working-dir",
+        ".",
+        "--",
+        "python",
+        "-m",
+        "jobs.run",
+        "--config",
+        str(tiny_config_file),
+        "--out",
+        str(out),
+    ]
+    # Right after `ray start` the head's job agent may not have registered yet.
+    for _ in range(30):
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1200
+        )
+        if "No available agent" not in proc.stderr:
+            break
+        time.sleep(2)
     tail = (proc.stdout + proc.stderr)[-6000:]
     assert proc.returncode == 0, f"ray job submit failed:\n{tail}"
-    assert "SUCCEEDED" in proc.stdout + proc.stderr, tail
+    assert "succeeded" in (proc.stdout + proc.stderr).lower(), tail
     return out
 
 

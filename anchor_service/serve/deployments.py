@@ -1,0 +1,323 @@
+"""The judge and policy deployments: each replica owns one engine, built from config.
+
+Requests from the HTTP ingress are batched inside a replica (`@serve.batch`): many callers'
+items become one engine call. Engine work runs on one worker thread per replica, so the
+event loop keeps accepting (and batching) requests while the model computes, and the
+engine is never entered by two threads at once. The same replicas also expose the Engine
+protocol's methods (`generate`, `choice_probs`, `check_single_tokens`) for `ServeEngine`,
+so the pipeline (placement `serve`) and users share one set of model actors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ray import serve
+
+from anchor_service.config import DeploymentConfig, JudgeConfig, ModelSpec
+from anchor_service.engines.base import (
+    ChoiceQuery,
+    Completion,
+    Engine,
+    EngineError,
+    GenRequest,
+    SamplingParams,
+)
+from anchor_service.scoring.explain import ExplainRequest, explain_batch
+from anchor_service.scoring.item import JudgeItem
+
+log = logging.getLogger(__name__)
+
+JUDGE = "judge"
+POLICY = "policy"
+
+T = TypeVar("T")
+
+
+def deployment_options(dep: DeploymentConfig, name: str, retry_after_s: float) -> dict[str, Any]:
+    """`Deployment.options(...)` keywords of a deployment's config (replicas, CPUs, queues)."""
+    options: dict[str, Any] = {
+        "name": name,
+        "ray_actor_options": {"num_cpus": dep.num_cpus, "num_gpus": dep.num_gpus},
+        "max_ongoing_requests": dep.max_ongoing_requests,
+        "max_queued_requests": dep.max_queued_requests,
+        # Requests beyond max_queued_requests: 503 with Retry-After, from proxy or handle.
+        "backpressure_config": {"status_code": 503, "retry_after_s": retry_after_s},
+    }
+    if dep.autoscaling:
+        options["autoscaling_config"] = {
+            "min_replicas": dep.min_replicas,
+            "max_replicas": max(dep.max_replicas, dep.min_replicas, 1),
+            "target_ongoing_requests": dep.target_ongoing_requests,
+        }
+    else:
+        options["num_replicas"] = dep.num_replicas
+    return options
+
+
+def replica_threads(dep: DeploymentConfig, spec: ModelSpec) -> int:
+    """torch threads of a replica: the deployment's, else the model's, else its whole CPUs.
+
+    Ray sets OMP_NUM_THREADS from num_cpus (1 for a fractional CPU); an explicit number keeps
+    torch's speed a config decision.
+    """
+    return dep.torch_threads or spec.torch_threads or max(1, math.ceil(dep.num_cpus))
+
+
+def _with_threads(spec: ModelSpec, threads: int) -> ModelSpec:
+    if spec.engine == "serve":
+        raise EngineError(
+            f"model '{spec.name}' has engine 'serve', which would make a deployment call "
+            "itself; a deployment needs a real engine (hf, vllm, openai)"
+        )
+    return spec.model_copy(update={"torch_threads": threads})
+
+
+def policy_spec(spec: ModelSpec, run_dir: str | None, strategy: str) -> ModelSpec:
+    """The policy to serve: `spec`, or a run's `models/sft` plus its `models/<strategy>` adapter.
+
+    Resolved where the replica runs (the run directory must be readable there).
+    """
+    if not run_dir:
+        return spec
+    root = Path(run_dir).expanduser()
+    adapter = root / "models" / strategy
+    if not (adapter / "adapter_config.json").is_file():
+        raise EngineError(
+            f"serve.policy_run_dir {root}: no DPO adapter for strategy '{strategy}' "
+            f"({adapter}/adapter_config.json is missing); run the pipeline's dpo stage, pick a "
+            "strategy that has one (serve.policy_strategy), or unset serve.policy_run_dir"
+        )
+    sft = root / "models" / "sft"
+    # With SFT disabled the run's sft model is the base policy itself (METHOD.md step 0).
+    name = str(sft) if (sft / "config.json").is_file() else spec.name
+    return spec.model_copy(update={"name": name, "adapter": str(adapter)})
+
+
+class _EngineReplica:
+    """What both deployments share: one engine, one worker thread, the Engine methods."""
+
+    engine: Engine | None
+    what: str
+
+    def _start_worker(self) -> None:
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.what}-engine")
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    def _need_engine(self) -> Engine:
+        if self.engine is None:
+            raise EngineError(
+                f"the {self.what} deployment has no model engine (oracle judge); "
+                "engine calls need an LLM judge"
+            )
+        return self.engine
+
+    async def generate(
+        self, requests: list[GenRequest], params: SamplingParams
+    ) -> list[Completion]:
+        """Engine protocol, for ServeEngine."""
+        return await self._run(self._need_engine().generate, requests, params)
+
+    async def choice_probs(
+        self, queries: list[ChoiceQuery], tokens: list[str]
+    ) -> list[list[dict[str, float]]]:
+        """Engine protocol, for ServeEngine."""
+        return await self._run(self._need_engine().choice_probs, queries, tokens)
+
+    async def check_single_tokens(self, tokens: list[str]) -> None:
+        """Engine protocol, for ServeEngine."""
+        await self._run(self._need_engine().check_single_tokens, tokens)
+
+
+def _items_in(batch: list[list[Any]]) -> int:
+    return sum(len(chunk) for chunk in batch)
+
+
+def _chunks(items: list[T], size: int) -> list[list[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+@serve.deployment
+class JudgeDeployment(_EngineReplica):
+    """Scores explanations with the judge of a JudgeConfig (LLM judge or demo oracle)."""
+
+    what = JUDGE
+
+    def __init__(self, judge: dict[str, Any], deployment: dict[str, Any]) -> None:
+        import torch
+
+        from anchor_service.scoring.judges import make_judge
+
+        cfg = JudgeConfig.model_validate(judge)
+        dep = DeploymentConfig.model_validate(deployment)
+        threads = replica_threads(dep, cfg.model)
+        torch.set_num_threads(threads)
+        cfg = cfg.model_copy(update={"model": _with_threads(cfg.model, threads)})
+        self.scorer = make_judge(cfg)
+        self.engine = getattr(self.scorer, "engine", None)
+        self.info_dict = {
+            "id": self.scorer.judge_id,
+            "engine": "oracle" if self.engine is None else cfg.model.engine,
+            "mode": getattr(self.scorer, "mode", "oracle"),
+        }
+        self.max_batch_size = dep.max_batch_size
+        self._score_batch.set_max_batch_size(dep.max_batch_size)
+        self._score_batch.set_batch_wait_timeout_s(dep.batch_wait_timeout_s)
+        self._start_worker()
+        log.info("judge deployment ready: %s, %d torch threads", self.info_dict, threads)
+
+    async def info(self) -> dict[str, Any]:
+        """{id, engine, mode} of this judge."""
+        return dict(self.info_dict)
+
+    async def score(self, items: list[JudgeItem]) -> list[dict[str, Any]]:
+        """`Judgement.to_dict()` per item, in order; batched with other callers' items."""
+        # A request larger than one batch is split here: serve.batch refuses oversize entries.
+        parts = await asyncio.gather(
+            *(self._score_batch(chunk) for chunk in _chunks(items, self.max_batch_size))
+        )
+        out: list[dict[str, Any]] = []
+        for part in parts:
+            if isinstance(part, BaseException):
+                raise part
+            out.extend(part)
+        return out
+
+    @serve.batch(batch_size_fn=_items_in)
+    async def _score_batch(
+        self, chunks: list[list[JudgeItem]]
+    ) -> list[list[dict[str, Any]] | BaseException]:
+        flat = [item for chunk in chunks for item in chunk]
+        try:
+            judged = await self._run(self.scorer.score, flat)
+            if len(judged) != len(flat):
+                raise EngineError(
+                    f"{self.scorer.judge_id}: {len(judged)} judgements for {len(flat)} items"
+                )
+        except Exception as exc:  # noqa: BLE001 - isolate the failing caller, see below
+            if len(chunks) == 1:
+                return [exc]
+            # One caller's input must not fail the others batched with it: judge each alone.
+            log.warning(
+                "judge batch of %d callers failed (%s); retrying one by one", len(chunks), exc
+            )
+            return [await self._score_alone(chunk) for chunk in chunks]
+        out: list[list[dict[str, Any]] | BaseException] = []
+        at = 0
+        for chunk in chunks:
+            out.append([j.to_dict() for j in judged[at : at + len(chunk)]])
+            at += len(chunk)
+        return out
+
+    async def _score_alone(self, chunk: list[JudgeItem]) -> list[dict[str, Any]] | BaseException:
+        try:
+            return [j.to_dict() for j in await self._run(self.scorer.score, chunk)]
+        except Exception as exc:  # noqa: BLE001 - returned to this caller only
+            return exc
+
+
+# One explain call: the question and its sample keys, and the decoding settings.
+ExplainCall = tuple[ExplainRequest, SamplingParams]
+
+
+def _params_key(params: SamplingParams) -> tuple:
+    return (params.temperature, params.top_p, params.max_tokens, tuple(params.stop))
+
+
+@serve.deployment
+class PolicyDeployment(_EngineReplica):
+    """Answers and explains questions with the policy (optionally a run's DPO adapter)."""
+
+    what = POLICY
+
+    def __init__(
+        self,
+        policy: dict[str, Any],
+        deployment: dict[str, Any],
+        run_dir: str | None = None,
+        strategy: str = "anchor",
+    ) -> None:
+        import torch
+
+        from anchor_service.engines.factory import make_engine
+
+        dep = DeploymentConfig.model_validate(deployment)
+        spec = policy_spec(ModelSpec.model_validate(policy), run_dir, strategy)
+        threads = replica_threads(dep, spec)
+        torch.set_num_threads(threads)
+        self.engine = make_engine(_with_threads(spec, threads))
+        self.info_dict = {"id": self.engine.model_id, "engine": spec.engine, "mode": None}
+        self.max_batch_size = dep.max_batch_size
+        self._explain_batch.set_max_batch_size(dep.max_batch_size)
+        self._explain_batch.set_batch_wait_timeout_s(dep.batch_wait_timeout_s)
+        self._start_worker()
+        log.info("policy deployment ready: %s, %d torch threads", self.info_dict, threads)
+
+    async def info(self) -> dict[str, Any]:
+        """{id, engine, mode} of this policy."""
+        return dict(self.info_dict)
+
+    async def explain(
+        self, request: ExplainRequest, params: SamplingParams
+    ) -> list[dict[str, Any]]:
+        """{answer, explanation, text, finish_reason} per key of the request, in key order."""
+        keys = list(request.keys)
+        parts = await asyncio.gather(
+            *(
+                self._explain_batch((ExplainRequest(request.question, request.options, ks), params))
+                for ks in _chunks(keys, self.max_batch_size)
+            )
+        )
+        out: list[dict[str, Any]] = []
+        for part in parts:
+            if isinstance(part, BaseException):
+                raise part
+            out.extend(part)
+        return out
+
+    @serve.batch(batch_size_fn=lambda calls: sum(len(r.keys) for r, _ in calls))
+    async def _explain_batch(
+        self, calls: list[ExplainCall]
+    ) -> list[list[dict[str, Any]] | BaseException]:
+        results: list[list[dict[str, Any]] | BaseException | None] = [None] * len(calls)
+        # One engine call per distinct decoding setting (the engine takes one per call).
+        groups: dict[tuple, list[int]] = {}
+        for i, (_, params) in enumerate(calls):
+            groups.setdefault(_params_key(params), []).append(i)
+        for members in groups.values():
+            params = calls[members[0]][1]
+            requests = [calls[i][0] for i in members]
+            try:
+                done = await self._run(explain_batch, self.engine, requests, params)
+            except Exception as exc:  # noqa: BLE001 - each caller gets its own outcome
+                if len(members) == 1:
+                    results[members[0]] = exc
+                    continue
+                log.warning("policy batch failed (%s); retrying one by one", exc)
+                for i in members:
+                    try:
+                        alone = await self._run(explain_batch, self.engine, [calls[i][0]], params)
+                        results[i] = [_completion_dict(c, p) for c, p in alone[0]]
+                    except Exception as one:  # noqa: BLE001
+                        results[i] = one
+                continue
+            for i, explained in zip(members, done, strict=True):
+                results[i] = [_completion_dict(c, p) for c, p in explained]
+        return [r if r is not None else EngineError("no result") for r in results]
+
+
+def _completion_dict(completion: Completion, parsed: Any) -> dict[str, Any]:
+    return {
+        "answer": parsed.answer,
+        "explanation": parsed.explanation,
+        "text": completion.text,
+        "finish_reason": completion.finish_reason,
+    }
