@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from anchor_service.config import DPOConfig, TrainScaling
+from anchor_service.config import ClusterConfig, DPOConfig, TrainScaling
 from anchor_service.core.prompts import explain_prompt
 from anchor_service.data.demo import demo_response, generate_demo
 from anchor_service.training import ray_trainer
@@ -18,7 +18,7 @@ from anchor_service.training.margins import implicit_reward_margins
 def ray_local():
     import ray
 
-    ray.init(num_cpus=ray_trainer.LOCAL_NUM_CPUS)
+    ray.init(num_cpus=ClusterConfig().num_cpus)
     yield
     ray.shutdown()
 

@@ -10,7 +10,7 @@ import pytest
 from ray import cloudpickle
 from transformers import TrainerCallback
 
-from anchor_service.config import SFTConfig, TrainScaling
+from anchor_service.config import ClusterConfig, SFTConfig, TrainScaling
 from anchor_service.data.demo import generate_demo
 from anchor_service.training import ray_trainer
 from anchor_service.training.sft import train_sft
@@ -46,7 +46,7 @@ class DieOnceAfterCheckpoint(TrainerCallback):
 def ray_local():
     import ray
 
-    ray.init(num_cpus=ray_trainer.LOCAL_NUM_CPUS)
+    ray.init(num_cpus=ClusterConfig().num_cpus)
     yield
     ray.shutdown()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from anchor_service.config import SFTConfig, TrainScaling
+from anchor_service.config import ClusterConfig, SFTConfig, TrainScaling
 from anchor_service.core.prompts import answer_prompt, answer_target
 from anchor_service.data.demo import generate_demo
 from anchor_service.training import ray_trainer
@@ -17,7 +17,7 @@ from anchor_service.training.sft import build_sft_trainer, sft_rows, train_sft
 def ray_local():
     import ray
 
-    ray.init(num_cpus=ray_trainer.LOCAL_NUM_CPUS)
+    ray.init(num_cpus=ClusterConfig().num_cpus)
     yield
     ray.shutdown()
 

@@ -119,6 +119,8 @@ class MethodRun:
     """One run of the method: holds the config, the run directory and the stage fingerprints."""
 
     def __init__(self, cfg: RunConfig, out: str | Path):
+        if cfg.pipeline.placement == "serve":
+            cfg = with_serve_placement(cfg)
         self.cfg = cfg
         self.rundir = RunDir(out)
         self.fp: dict[str, str] = {}
@@ -476,6 +478,18 @@ class MethodRun:
 
 # The stages a job can stop after (each includes everything before it).
 STAGES = ("sft", "pairs", "dpo", "evaluate", "report")
+
+
+def with_serve_placement(cfg: RunConfig) -> RunConfig:
+    """`placement: serve`: the alignment judge and the debater (the base policy) are the
+    running Serve application's judge and policy deployments, reached through ServeEngine,
+    so one set of actors answers users and builds pairs. Sampling stays inline: it needs the
+    SFT model, which only this run has. Start the service first (`anchor-align serve`)."""
+    from anchor_service.engines.serve import serve_model
+
+    app = cfg.serve.app_name
+    judge = cfg.judge.model_copy(update={"model": serve_model(app, "judge")})
+    return cfg.model_copy(update={"judge": judge, "debater": serve_model(app, "policy")})
 
 
 def _resolve(name: str) -> Path:
