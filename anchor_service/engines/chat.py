@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from anchor_service.config import ModelSpec
+from anchor_service.engines.tokens import render_prompt
 
 
 @lru_cache(maxsize=8)
@@ -20,7 +21,4 @@ def _tokenizer(name: str):
 
 def render_chat(spec: ModelSpec, messages: list[dict] | str) -> str:
     """The prompt text of `messages` with the generation prompt added (plain text as is)."""
-    if isinstance(messages, str):
-        return messages
-    tok = _tokenizer(spec.tokenizer or spec.name)
-    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return render_prompt(_tokenizer(spec.tokenizer or spec.name), messages, spec.name)

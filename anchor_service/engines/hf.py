@@ -28,11 +28,11 @@ from anchor_service.engines.base import (
     Completion,
     EngineError,
     GenRequest,
-    Prompt,
     SamplingParams,
 )
 from anchor_service.engines.registry import ModelNotFoundError, resolve_model
 from anchor_service.engines.sampler import KeyedGumbelProcessor
+from anchor_service.engines.tokens import TokenizedPrompts
 
 if TYPE_CHECKING:  # config needs pydantic, which a GPU machine running only this may lack
     from anchor_service.config import ModelSpec
@@ -80,7 +80,7 @@ def _batches(items: Sequence[int], size: int) -> list[list[int]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
-class HFEngine:
+class HFEngine(TokenizedPrompts):
     """transformers backend of the Engine protocol (CPU or GPU), built from a ModelSpec."""
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -148,38 +148,6 @@ class HFEngine:
             elif source is not None:
                 ids.update(int(i) for i in source)
         return sorted(ids)
-
-    # --- prompts --------------------------------------------------------------------------
-
-    def render(self, prompt: Prompt) -> str:
-        """Chat messages through the tokenizer's chat template (generation prompt added)."""
-        if isinstance(prompt, str):
-            return prompt
-        if not self.tokenizer.chat_template:
-            raise EngineError(
-                f"{self.model_id} has no chat template, so chat messages cannot be rendered; "
-                "use a chat model or pass an already rendered string prompt"
-            )
-        return self.tokenizer.apply_chat_template(
-            prompt, tokenize=False, add_generation_prompt=True
-        )
-
-    def _encode(self, text: str) -> list[int]:
-        # Rendered prompts already carry their special tokens (the template writes them).
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def _cut_left(self, ids: list[int], keep: int, what: str) -> list[int]:
-        if len(ids) <= keep:
-            return ids
-        log.warning(
-            "%s: %s of %d tokens is cut from the left to %d (model.max_model_len=%d)",
-            self.model_id,
-            what,
-            len(ids),
-            keep,
-            self.spec.max_model_len,
-        )
-        return ids[-keep:]
 
     # --- generation -----------------------------------------------------------------------
 

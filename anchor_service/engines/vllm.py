@@ -46,11 +46,11 @@ from anchor_service.engines.base import (
     Completion,
     EngineError,
     GenRequest,
-    Prompt,
     SamplingParams,
 )
 from anchor_service.engines.hf import cpu_has_native_bf16
 from anchor_service.engines.registry import ModelNotFoundError, resolve_model
+from anchor_service.engines.tokens import TokenizedPrompts
 from anchor_service.engines.vllm_sampler import KeyedGumbelLogitsProcessor, keyed_extra_args
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def _lora_rank(adapter_dir: Path) -> int:
         ) from None
 
 
-class VLLMEngine:
+class VLLMEngine(TokenizedPrompts):
     """vLLM backend of the Engine protocol, built from a ModelSpec.
 
     `batch_size` is vLLM's `max_num_seqs` (requests decoded together). On CPU the KV cache is
@@ -281,37 +281,7 @@ class VLLMEngine:
         view.lora = self._lora_request(adapter_dir)
         return view
 
-    # --- prompts --------------------------------------------------------------------------
-
-    def render(self, prompt: Prompt) -> str:
-        """Chat messages through the tokenizer's chat template (generation prompt added)."""
-        if isinstance(prompt, str):
-            return prompt
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise EngineError(
-                f"{self.model_id} has no chat template, so chat messages cannot be rendered; "
-                "use a chat model or pass an already rendered string prompt"
-            )
-        return self.tokenizer.apply_chat_template(
-            prompt, tokenize=False, add_generation_prompt=True
-        )
-
-    def _encode(self, text: str) -> list[int]:
-        # Rendered prompts already carry their special tokens (the template writes them).
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def _cut_left(self, ids: list[int], keep: int, what: str) -> list[int]:
-        if len(ids) <= keep:
-            return ids
-        log.warning(
-            "%s: %s of %d tokens is cut from the left to %d (model.max_model_len=%d)",
-            self.model_id,
-            what,
-            len(ids),
-            keep,
-            self.spec.max_model_len,
-        )
-        return ids[-keep:]
+    # --- running ---------------------------------------------------------------------------
 
     def _run(self, prompts: list[list[int]], params: list[VSamplingParams]) -> list[Any]:
         """vLLM outputs in prompt order; an engine failure becomes an EngineError."""

@@ -1,0 +1,55 @@
+"""Prompt text to token ids, the same way in every local-tokenizer engine (hf, vllm).
+
+Imports nothing but the package's engines.base, so `engines.hf` keeps importing with only
+torch and transformers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from anchor_service.engines.base import EngineError, Prompt
+
+log = logging.getLogger(__name__)
+
+
+def render_prompt(tokenizer: Any, prompt: Prompt, model_id: str) -> str:
+    """Chat messages through the tokenizer's chat template (generation prompt added)."""
+    if isinstance(prompt, str):
+        return prompt
+    if not getattr(tokenizer, "chat_template", None):
+        raise EngineError(
+            f"{model_id} has no chat template, so chat messages cannot be rendered; "
+            "use a chat model or pass an already rendered string prompt"
+        )
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+class TokenizedPrompts:
+    """Mixin for engines holding `tokenizer`, `model_id` and `spec` (a ModelSpec)."""
+
+    tokenizer: Any
+    model_id: str
+    spec: Any
+
+    def render(self, prompt: Prompt) -> str:
+        """Chat messages through the tokenizer's chat template (generation prompt added)."""
+        return render_prompt(self.tokenizer, prompt, self.model_id)
+
+    def _encode(self, text: str) -> list[int]:
+        # Rendered prompts already carry their special tokens (the template writes them).
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def _cut_left(self, ids: list[int], keep: int, what: str) -> list[int]:
+        if len(ids) <= keep:
+            return ids
+        log.warning(
+            "%s: %s of %d tokens is cut from the left to %d (model.max_model_len=%d)",
+            self.model_id,
+            what,
+            len(ids),
+            keep,
+            self.spec.max_model_len,
+        )
+        return ids[-keep:]
