@@ -19,6 +19,10 @@ class ConfigError(ValueError):
     """A config file or override is wrong; the message names the key and what to do."""
 
 
+# How Ray places the bundles of a placement group across nodes (ray.util.placement_group).
+PlacementStrategy = Literal["STRICT_PACK", "PACK", "SPREAD", "STRICT_SPREAD"]
+
+
 class Section(BaseModel):
     """Base of every config section: unknown keys are rejected, assignments validated."""
 
@@ -230,10 +234,19 @@ class StageResources(Section):
     num_cpus: float = Field(1, ge=0)
     """Logical CPUs reserved per actor."""
     num_gpus: float = Field(0, ge=0)
-    """GPUs per actor (1 for a vLLM/HF engine on a GPU node)."""
+    """GPUs per actor (1 for a vLLM/HF engine on a GPU node). Not used for a vLLM engine with
+    tensor_parallel_size > 1: its placement group's bundles hold the GPUs (`tp_bundle`)."""
     torch_threads: int | None = Field(None, ge=1)
     """torch.set_num_threads in the actor (Ray sets OMP threads from num_cpus otherwise,
     which silently slows torch); None: leave torch's default."""
+    tp_bundle: dict[str, float] | None = None
+    """vLLM with tensor_parallel_size = k > 1: each actor gets a placement group of k bundles
+    of these resources, one per tensor-parallel worker (the first also holds the actor's
+    num_cpus); None: {GPU: 1, CPU: 1}; at most 1 GPU a bundle. vLLM-CPU: e.g. {CPU: 4}
+    (its workers are local processes; the group reserves their cores)."""
+    placement_strategy: PlacementStrategy = "STRICT_PACK"
+    """How the bundles of that placement group are placed (STRICT_PACK: all on one node, so
+    tensor-parallel traffic stays on NVLink/PCIe)."""
 
 
 class PipelineConfig(Section):
@@ -283,7 +296,14 @@ class DeploymentConfig(Section):
     num_cpus: float = Field(0.5, ge=0)
     """Logical CPUs per replica (fractional on small machines)."""
     num_gpus: float = Field(0, ge=0)
-    """GPUs per replica."""
+    """GPUs per replica. Not used for a vLLM engine with tensor_parallel_size > 1: the
+    replica's placement group bundles hold the GPUs (`tp_bundle`)."""
+    tp_bundle: dict[str, float] | None = None
+    """vLLM with tensor_parallel_size = k > 1: each replica gets a placement group of k
+    bundles of these resources, one per tensor-parallel worker (the first also holds the
+    replica's num_cpus); None: {GPU: 1, CPU: 1}."""
+    placement_strategy: PlacementStrategy = "STRICT_PACK"
+    """How the bundles of a replica's placement group are placed (STRICT_PACK: one node)."""
     max_ongoing_requests: int = Field(32, ge=1)
     """In-flight requests a replica accepts (Serve's backpressure)."""
     max_queued_requests: int = Field(64, ge=-1)

