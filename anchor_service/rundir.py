@@ -83,6 +83,12 @@ class RunDir:
     def eval_scores(self, model: str) -> Path:
         return self.root / "eval" / f"scores-{model}.parquet"
 
+    def oracle_scores(self, model: str | None = None) -> Path:
+        """The demo oracle's scores of what an LLM judge scored (for `judge_agreement`):
+        the samples and debates (model None) or one model's evaluation answers."""
+        name = "scores.parquet" if model is None else f"eval-scores-{model}.parquet"
+        return self.root / "oracle" / name
+
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"

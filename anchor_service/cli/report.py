@@ -1,4 +1,4 @@
-"""`anchor-align report RUN_DIR`: rebuild summary.json and report.md from a run's files alone."""
+"""`anchor-align report DIR`: rebuild a run's (or an experiment's) summary and report from files."""
 
 from __future__ import annotations
 
@@ -7,28 +7,48 @@ from pathlib import Path
 
 from anchor_service.cli.common import UsageError
 
-HELP = "rebuild summary.json and the report of a run directory from its files"
+HELP = "rebuild summary.json (or experiment.json) and the report of a run (or experiment)"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help=HELP,
-        description="Recompute summary.json and report.md of a finished run directory from "
-        "its files alone (no model is loaded).",
+        description="Recompute summary.json and report.md of a finished run directory, or "
+        "experiment.json and the aggregated report of an experiment directory, from their "
+        "files alone (no model is loaded).",
     )
-    p.add_argument("run_dir", help="a run directory written by `anchor-align run`")
+    p.add_argument(
+        "run_dir",
+        help="a run directory written by `anchor-align run`, or an experiment directory "
+        "written by `anchor-align experiment` (every run's summary, then experiment.json)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise UsageError(f"{run_dir} is not a run directory (no config.yaml)")
-    from anchor_service.report.summary import write_summary
+    from anchor_service.experiment_dir import is_experiment_dir
 
-    write_summary(run_dir)
-    for name in ("summary.json", "report.md", "report.html"):
+    run_dir = Path(args.run_dir)
+    if is_experiment_dir(run_dir):
+        from anchor_service.report.experiment import write_experiment
+
+        try:
+            write_experiment(run_dir, rebuild=True)
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from None
+        names: tuple[str, ...] = ("experiment.json", "report.md", "report.html")
+    elif (run_dir / "config.yaml").is_file():
+        from anchor_service.report.summary import write_summary
+
+        write_summary(run_dir)
+        names = ("summary.json", "report.md", "report.html")
+    else:
+        raise UsageError(
+            f"{run_dir} is neither a run directory (no config.yaml) nor an experiment "
+            "directory (no experiment.yaml, no seed-<s>/ runs)"
+        )
+    for name in names:
         if (run_dir / name).is_file():
             print(run_dir / name)
     return 0

@@ -22,6 +22,7 @@ from anchor_service.core.pairs import Pair, PromptResponses, Response, build_pai
 from anchor_service.core.types import CATEGORIES, CONSISTENTLY_INCORRECT, Example
 from anchor_service.pipeline.debate import DebateStage
 from anchor_service.pipeline.judge import JudgeStage
+from anchor_service.pipeline.oracle import is_oracle, oracle_applies, write_oracle_scores
 from anchor_service.pipeline.runner import run_stage
 from anchor_service.pipeline.sample import SampleStage
 from anchor_service.rundir import (
@@ -286,22 +287,33 @@ class MethodRun:
         self._timed(stage, t0)
         return df
 
-    def stage_judge(self, samples: pd.DataFrame, debates: pd.DataFrame) -> pd.DataFrame:
+    def judge_input(self, samples: pd.DataFrame, debates: pd.DataFrame) -> pd.DataFrame:
+        """Judge-stage rows of the samples and the accepted debates."""
         accepted = debates[debates["accepted"].astype(bool)] if len(debates) else debates
-        rows = pd.concat(
+        return pd.concat(
             [
                 judge_rows(samples, self.by_id, "sample"),
                 judge_rows(accepted, self.by_id, "debate") if len(accepted) else None,
             ],
             ignore_index=True,
         )
-        return self.run_judge(
+
+    def stage_judge(self, samples: pd.DataFrame, debates: pd.DataFrame) -> pd.DataFrame:
+        rows = self.judge_input(samples, debates)
+        scores = self.run_judge(
             "judge",
             self.cfg.judge,
             rows,
             self.rundir.scores,
             [self.fp["sample"], self.fp["debate"]],
         )
+        if self.oracle_compares(self.cfg.judge):
+            write_oracle_scores(rows, self.rundir.oracle_scores())
+        return scores
+
+    def oracle_compares(self, judge: JudgeConfig) -> bool:
+        """Whether the oracle should also score what `judge` scored (judge_agreement)."""
+        return not is_oracle(judge) and oracle_applies(self.train + self.test)
 
     def stage_pairs(
         self, samples: pd.DataFrame, scores: pd.DataFrame, debates: pd.DataFrame
@@ -415,13 +427,10 @@ class MethodRun:
                 progress=cfg.pipeline.progress,
             )
             self._timed(f"eval-answers-{name}", t0)
-            self.run_judge(
-                f"eval-scores-{name}",
-                judge,
-                judge_rows(answers, self.by_id, "sample"),
-                self.rundir.eval_scores(name),
-                [fp],
-            )
+            rows = judge_rows(answers, self.by_id, "sample")
+            self.run_judge(f"eval-scores-{name}", judge, rows, self.rundir.eval_scores(name), [fp])
+            if self.oracle_compares(judge):
+                write_oracle_scores(rows, self.rundir.oracle_scores(name))
 
     def stage_sanity(self) -> dict[str, Any]:
         """The judges' sanity figures (METHOD.md step 7) on the shipped check set."""

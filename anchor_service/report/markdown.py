@@ -23,6 +23,30 @@ def sanity_line(role: str, s: dict | None) -> str:
     return f"- {role} judge sanity: {s['passed']}/{s['total']} ({verdict})"
 
 
+def _ci(entry: dict, fmt: str) -> str:
+    if entry.get("value") is None:
+        return "undefined"
+    ci = ""
+    if entry.get("ci_low") is not None:
+        ci = f" [{entry['ci_low']:{fmt}}, {entry['ci_high']:{fmt}}]"
+    return f"{entry['value']:{fmt}}{ci}"
+
+
+def agreement_lines(agreement: dict | None) -> list[str]:
+    """One line per LLM judge: its agreement with the demo oracle, with 95% CIs."""
+    out = []
+    for judge, a in (agreement or {}).items():
+        pw, within = a["pairwise"], a["pairwise_within_question"]
+        out.append(
+            f"- {judge} ({' and '.join(a['roles'])} judge) against the oracle, on {a['n']} "
+            f"responses to {a['questions']} questions: Spearman {_ci(a['spearman'], '+.2f')}; "
+            f"pairwise agreement {_ci(pw, '.0%')} of {pw['pairs']} pairs the oracle orders "
+            f"({pw['ties']} tied by the judge); within a question {_ci(within, '.0%')} of "
+            f"{within['pairs']} pairs"
+        )
+    return out
+
+
 def noise_word(row: dict) -> str:
     """How to read a Delta W-L row: significant (Holm), CI excludes 0 only, or within noise."""
     if row.get("significant"):
@@ -41,6 +65,7 @@ def render(summary: dict[str, Any]) -> str:
         f"- evaluation judge: {j.get('evaluation')}",
         sanity_line("alignment", (j.get("sanity") or {}).get("alignment")),
         sanity_line("evaluation", (j.get("sanity") or {}).get("evaluation")),
+        *agreement_lines(summary.get("judge_agreement")),
         "",
     ]
     acc = summary.get("accuracy", {})

@@ -15,6 +15,7 @@ import yaml
 from anchor_service.core.claims import evaluate_claims
 from anchor_service.core.stats import accuracy, criterion_means, delta_vs, pairwise_rows
 from anchor_service.core.types import CATEGORIES, CRITERIA, VERDICT_VALUES
+from anchor_service.report.agreement import agreement_summary
 
 STAT_SEED_SALT = "summary"
 
@@ -89,13 +90,20 @@ def build_summary(run: str | Path) -> dict[str, Any]:
             "evaluation": judge_name(cfg.get("eval_judge") or cfg.get("judge")),
             "sanity": {role: sanity.get(role) for role in ("alignment", "evaluation")},
         },
+    }
+    models = eval_models(run, cfg)
+    # Present only where an oracle exists (the demo task) and some judge is an LLM.
+    names = {role: summary["judge"][role] for role in ("alignment", "evaluation")}
+    agreement = agreement_summary(run, cfg, names, models, seed, n_boot)
+    if agreement:
+        summary["judge_agreement"] = agreement
+    summary |= {
         "dpo_skipped": [s for s, st in stats.items() if st.get("dpo_skipped")],
         "categories": categories,
         "pairs": {s: sum(st["pairs"].values()) for s, st in stats.items()},
         "lambda": {s: st["lambda"] for s, st in stats.items()},
         "drops": {s: st["drops"] for s, st in stats.items()},
     }
-    models = eval_models(run, cfg)
     evals = {m: load_eval(run, m) for m in models}
     if not evals:
         return summary
