@@ -135,6 +135,12 @@ class DebateConfig(Section):
     """Temperature of the retries."""
     max_tokens: int | None = None
     """Most new tokens; None uses sampling.max_tokens."""
+    prefill_answer: bool = True
+    """Start the debater's reply with `Answer: <gold letter>` and `Explanation:`, so it only
+    writes the explanation (the same answer format; the checks still apply to the whole
+    reply). Measured on the embedded model without it: 4 of 54 prompts got an accepted
+    attempt (the rest wrote `The answer is B.` or lost the format). Off: the model writes the
+    whole reply (engines that cannot continue a started reply, e.g. a plain OpenAI API)."""
 
 
 class JudgeConfig(Section):

@@ -175,3 +175,32 @@ def test_duplicate_prompt_ids_are_refused():
 def test_judge_attempt_checks_in_order():
     text = "Answer: A\nExplanation: as given"
     assert judge_attempt(text, parse_response(text, OPTIONS), "B") == "wrong_answer"
+
+
+def test_started_reply_is_sent_and_the_attempt_text_is_the_whole_reply():
+    engine = ScriptedDebater({("p1", 0): " 120 km in 2 hours is 60 km/h; 40 and 80 do not fit."})
+    attempts = debate(engine, [example("p1")], run_seed=7, prefill_answer=True)
+    [(requests, _)] = engine.calls
+    assert requests[0].prompt[-1] == {"role": "assistant", "content": "Answer: B\nExplanation:"}
+    assert "The correct answer is B." in requests[0].prompt[-2]["content"]
+    [attempt] = attempts
+    assert attempt.accepted and attempt.answer == "B"
+    assert attempt.text.startswith("Answer: B\nExplanation: 120 km")
+    assert attempt.explanation == "120 km in 2 hours is 60 km/h; 40 and 80 do not fit."
+
+
+def test_a_started_reply_that_copies_the_format_placeholder_is_retried():
+    engine = ScriptedDebater(
+        {
+            ("p1", 0): " <why this option is right, and why the others are not>",
+            ("p1", 1): " 60 km/h is 120 km over 2 hours.",
+        }
+    )
+    attempts = debate(engine, [example("p1")], run_seed=7, prefill_answer=True)
+    assert [a.reason for a in attempts] == ["empty_explanation", "accepted"]
+
+
+def test_a_started_reply_still_fails_the_leak_check():
+    engine = ScriptedDebater({("p1", a): " As given, B is the answer." for a in range(3)})
+    attempts = debate(engine, [example("p1")], run_seed=7, prefill_answer=True)
+    assert all(a.reason.startswith("leak") for a in attempts) and len(attempts) == 3

@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from anchor_service.core.types import LETTERS, MAX_OPTIONS
 
 ANSWER_INSTRUCTION = "Reply with the letter of the correct option only."
+EXPLANATION_PLACEHOLDER = "<why this option is right, and why the others are not>"
 EXPLAIN_INSTRUCTION = (
-    "Reply in exactly this format:\n"
-    "Answer: <letter>\n"
-    "Explanation: <why this option is right, and why the others are not>"
+    f"Reply in exactly this format:\nAnswer: <letter>\nExplanation: {EXPLANATION_PLACEHOLDER}"
 )
 # Worded as the debater's own conviction, so it has no reason to mention a hint or a key.
 DEBATER_INSTRUCTION = (

@@ -15,13 +15,21 @@ log = logging.getLogger(__name__)
 
 
 def render_prompt(tokenizer: Any, prompt: Prompt, model_id: str) -> str:
-    """Chat messages through the tokenizer's chat template (generation prompt added)."""
+    """Chat messages through the tokenizer's chat template (generation prompt added).
+
+    A last message from the assistant is a reply started for the model: the template leaves it
+    open and the completion continues it (the debater's `Answer: <gold>` line).
+    """
     if isinstance(prompt, str):
         return prompt
     if not getattr(tokenizer, "chat_template", None):
         raise EngineError(
             f"{model_id} has no chat template, so chat messages cannot be rendered; "
             "use a chat model or pass an already rendered string prompt"
+        )
+    if prompt and prompt[-1].get("role") == "assistant":
+        return tokenizer.apply_chat_template(
+            prompt, tokenize=False, add_generation_prompt=False, continue_final_message=True
         )
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 

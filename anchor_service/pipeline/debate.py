@@ -24,12 +24,14 @@ class DebateStage:
         temperature: float,
         max_tokens: int,
         torch_threads: int | None = None,
+        prefill_answer: bool = True,
     ):
         self.engine = load_engine(spec, torch_threads)
         self.run_seed = run_seed
         self.max_retries = max_retries
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.prefill_answer = prefill_answer
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         examples = [
@@ -43,6 +45,7 @@ class DebateStage:
             max_retries=self.max_retries,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
+            prefill_answer=self.prefill_answer,
         )
         rows = [{c: getattr(a, c) for c in self.COLUMNS} for a in attempts]
         return pd.DataFrame(rows, columns=self.COLUMNS)

@@ -252,6 +252,7 @@ class MethodRun:
                 temperature=cfg.debate.temperature,
                 max_tokens=cfg.debate.max_tokens or cfg.sampling.max_tokens,
                 torch_threads=self._threads("debate", spec),
+                prefill_answer=cfg.debate.prefill_answer,
             ),
             cfg.pipeline.debate,
             self.rundir.debates,

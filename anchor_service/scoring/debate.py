@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from anchor_service.core.parsing import ParsedResponse, parse_response
-from anchor_service.core.prompts import debate_leaks, debater_prompt
+from anchor_service.core.prompts import EXPLANATION_PLACEHOLDER, debate_leaks, debater_prompt
 from anchor_service.core.types import Example
 from anchor_service.engines.base import Engine, EngineError, GenRequest, SamplingParams
 
@@ -57,12 +57,18 @@ def judge_attempt(text: str, parsed: ParsedResponse, gold_letter: str) -> str:
         return UNPARSEABLE
     if parsed.answer != gold_letter:
         return WRONG_ANSWER
-    if not parsed.explanation.strip():
+    if not parsed.explanation.strip() or EXPLANATION_PLACEHOLDER in parsed.explanation:
+        # Copying the format's placeholder is no explanation (seen with a started reply).
         return EMPTY_EXPLANATION
     phrase = debate_leaks(text)
     if phrase is not None:
         return f"{LEAK}: {phrase}"
     return ACCEPTED
+
+
+def started_reply(gold_letter: str) -> dict[str, str]:
+    """The start of the debater's reply (`prefill_answer`): the answer line and the label."""
+    return {"role": "assistant", "content": f"Answer: {gold_letter}\nExplanation:"}
 
 
 def debate(
@@ -72,8 +78,13 @@ def debate(
     max_retries: int = 2,
     temperature: float = 0.7,
     max_tokens: int = 256,
+    prefill_answer: bool = False,
 ) -> list[DebateAttempt]:
-    """Every attempt for every example, ordered by example then attempt."""
+    """Every attempt for every example, ordered by example then attempt.
+
+    With `prefill_answer` the reply is started as `Answer: <gold>` + `Explanation:` and the
+    model continues it; the attempt's text is the whole reply, checked like any other.
+    """
     attempts: dict[str, list[DebateAttempt]] = {e.prompt_id: [] for e in examples}
     if len(attempts) != len(examples):
         raise ValueError("debate: duplicate prompt_id in the examples; each prompt debates once")
@@ -88,7 +99,8 @@ def debate(
         )
         requests = [
             GenRequest(
-                prompt=debater_prompt(e.question, e.options, e.gold),
+                prompt=debater_prompt(e.question, e.options, e.gold)
+                + ([started_reply(e.gold_letter)] if prefill_answer else []),
                 key=debate_key(run_seed, e.prompt_id, attempt),
             )
             for e in pending
@@ -102,6 +114,8 @@ def debate(
         still = []
         for example, completion in zip(pending, completions, strict=True):
             text = completion.text if isinstance(completion.text, str) else ""
+            if prefill_answer:
+                text = started_reply(example.gold_letter)["content"] + text
             parsed = parse_response(text, example.options)
             reason = judge_attempt(text, parsed, example.gold_letter)
             attempts[example.prompt_id].append(
