@@ -117,28 +117,8 @@ class StageFigures:
         return self.tokens / self.seconds
 
 
-def run_plain(
-    stage_cls: type,
-    ctor_kwargs: dict[str, Any],
-    rows: pd.DataFrame,
-    batch_size: int,
-    timing_path: Path,
-) -> tuple[pd.DataFrame, float, dict]:
-    """The stage in this process, one call per batch; (output, seconds from ready, timing)."""
-    stage = stage_cls(timing_path=str(timing_path), **ctor_kwargs)
-    timing = json.loads(timing_path.read_text(encoding="utf-8"))
-    t0 = time.time()
-    outs = [
-        stage(rows.iloc[i : i + batch_size].reset_index(drop=True))
-        for i in range(0, len(rows), batch_size)
-    ]
-    seconds = time.time() - t0
-    del stage
-    gc.collect()
-    return pd.concat(outs, ignore_index=True), seconds, timing
-
-
-def run_ray(
+def run_side(
+    side: str,
     stage_cls: type,
     ctor_kwargs: dict[str, Any],
     rows: pd.DataFrame,
@@ -148,8 +128,25 @@ def run_ray(
     name: str,
     progress: bool,
 ) -> tuple[pd.DataFrame, float, dict]:
-    """The stage through run_stage (1 actor); (output, seconds from ready, timing)."""
-    timing_path = work / f"{name}-ray.json"
+    """One stage on one side; (output, seconds from ready to the last row, timing).
+
+    "plain": the stage object in this process, one call per batch of `resources.batch_size`
+    rows; "ray": through run_stage (1 actor), which cuts the same batches.
+    """
+    timing_path = work / f"{name}-{side}.json"
+    if side == "plain":
+        stage = stage_cls(timing_path=str(timing_path), **ctor_kwargs)
+        timing = json.loads(timing_path.read_text(encoding="utf-8"))
+        t0 = time.time()
+        batch = resources.batch_size
+        outs = [
+            stage(rows.iloc[i : i + batch].reset_index(drop=True))
+            for i in range(0, len(rows), batch)
+        ]
+        seconds = time.time() - t0
+        del stage
+        gc.collect()
+        return pd.concat(outs, ignore_index=True), seconds, timing
     rundir = RunDir(work / f"run-{name}")
     called = time.time()
     out = run_stage(
@@ -321,11 +318,12 @@ def main(argv: list[str] | None = None) -> None:
     best: dict[tuple[str, str], StageFigures] = {}
     outputs: dict[tuple[str, str], pd.DataFrame] = {}
 
-    def keep(f: StageFigures, out: pd.DataFrame) -> None:
-        key = (f.side, f.stage)
-        if key not in best or f.seconds < best[key].seconds:
-            best[key] = f
-        outputs[key] = out
+    def keep(side: str, stage: str, out: pd.DataFrame, tokens: int, secs: float, t: dict) -> None:
+        f = figures(side, stage, len(out), tokens, secs, t)
+        if (side, stage) not in best or f.seconds < best[(side, stage)].seconds:
+            best[(side, stage)] = f
+        outputs[(side, stage)] = out
+        log.info("%s %s: %d rows in %.1fs", side, stage, len(out), secs)
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         work = Path(tmp)
@@ -339,29 +337,20 @@ def main(argv: list[str] | None = None) -> None:
             for side in sides:
                 rep = work / f"{side}-{r}"
                 rep.mkdir()
-                if side == "plain":
-                    out, secs, t = run_plain(
-                        TimedSampleStage,
-                        sample_kwargs,
-                        sample_rows,
-                        res_sample.batch_size,
-                        rep / "sample-plain.json",
-                    )
-                else:
-                    out, secs, t = run_ray(
-                        TimedSampleStage,
-                        sample_kwargs,
-                        sample_rows,
-                        SAMPLE_KEYS,
-                        res_sample,
-                        rep,
-                        "sample",
-                        progress,
-                    )
+                out, secs, t = run_side(
+                    side,
+                    TimedSampleStage,
+                    sample_kwargs,
+                    sample_rows,
+                    SAMPLE_KEYS,
+                    res_sample,
+                    rep,
+                    "sample",
+                    progress,
+                )
                 if sample_tokens is None:
                     sample_tokens = generated_tokens(policy.name, list(out["text"]))
-                keep(figures(side, "sample", len(out), sample_tokens, secs, t), out)
-                log.info("%s sample: %d rows in %.1fs", side, len(out), secs)
+                keep(side, "sample", out, sample_tokens, secs, t)
                 if judge_in is None:
                     # The first side's samples are both sides' judge input: identical work.
                     judge_in = judge_rows(out, by_id, "sample")
@@ -372,27 +361,18 @@ def main(argv: list[str] | None = None) -> None:
                         warm_rows=warm_judge_rows(warm_examples),
                     )
                 assert judge_kwargs is not None and judge_tokens is not None
-                if side == "plain":
-                    out, secs, t = run_plain(
-                        TimedJudgeStage,
-                        judge_kwargs,
-                        judge_in,
-                        res_judge.batch_size,
-                        rep / "judge-plain.json",
-                    )
-                else:
-                    out, secs, t = run_ray(
-                        TimedJudgeStage,
-                        judge_kwargs,
-                        judge_in,
-                        JUDGE_KEYS,
-                        res_judge,
-                        rep,
-                        "judge",
-                        progress,
-                    )
-                keep(figures(side, "judge", len(out), judge_tokens, secs, t), out)
-                log.info("%s judge: %d rows in %.1fs", side, len(out), secs)
+                out, secs, t = run_side(
+                    side,
+                    TimedJudgeStage,
+                    judge_kwargs,
+                    judge_in,
+                    JUDGE_KEYS,
+                    res_judge,
+                    rep,
+                    "judge",
+                    progress,
+                )
+                keep(side, "judge", out, judge_tokens, secs, t)
     load_after = os.getloadavg()[0]
 
     same_samples = same_rows(

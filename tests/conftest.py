@@ -1,4 +1,5 @@
-"""Shared fixtures: the embedded model, a random tiny model, the trained tiny test model.
+"""Shared fixtures: the embedded model, a random tiny model, the trained tiny test model, a
+free port, and the Serve app on the tiny model.
 
 Slow tests (`@pytest.mark.slow`, the real embedded model) run only with `--run-slow` or
 `ANCHOR_RUN_SLOW=1`.
@@ -7,9 +8,17 @@ Slow tests (`@pytest.mark.slow`, the real embedded model) run only with `--run-s
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from anchor_service.config import RunConfig
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,3 +66,69 @@ def tiny_model_dir() -> Path:
     from tiny_model import tiny_model
 
     return tiny_model()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """Call it for a TCP port free on 127.0.0.1 at that moment (a fresh one each call)."""
+    return _free_port
+
+
+@dataclass
+class LiveService:
+    """A running Serve app: its base URL and the config it was started with."""
+
+    url: str
+    cfg: RunConfig
+
+
+@pytest.fixture(scope="session")
+def serve_tiny_model(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., AbstractContextManager[LiveService]]:
+    """`with serve_tiny_model(*overrides, token=None) as live:` runs the Serve app with the
+    tiny test model as policy and judge (fp32) on a free port, plus `overrides`; with `token`
+    the app reads it from a token file ($ANCHOR_API_TOKEN unset, so the file is what counts).
+    Serve, and Ray if it was started here, shut down when the block ends."""
+
+    @contextmanager
+    def serve(*overrides: str, token: str | None = None) -> Iterator[LiveService]:
+        import ray
+        from ray import serve as ray_serve
+
+        from anchor_service.config import load_config
+        from anchor_service.serve.app import start
+        from anchor_service.serve.auth import TOKEN_ENV
+
+        model = str(tiny_model_dir)
+        base = [
+            f"policy.name={model}",
+            "policy.dtype=float32",
+            f"judge.model.name={model}",
+            "judge.model.dtype=float32",
+            f"serve.port={_free_port()}",
+        ]
+        if token is not None:
+            token_file = tmp_path_factory.mktemp("secret") / "token"
+            token_file.write_text(token + "\n")
+            base.append(f"serve.token_file={token_file}")
+        cfg = load_config(None, [*base, *overrides])
+        owns_ray = not ray.is_initialized()
+        with pytest.MonkeyPatch.context() as mp:
+            if token is not None:
+                mp.delenv(TOKEN_ENV, raising=False)
+            url = start(cfg)
+        try:
+            yield LiveService(url=url, cfg=cfg)
+        finally:
+            ray_serve.shutdown()
+            if owns_ray:
+                ray.shutdown()
+
+    return serve

@@ -8,7 +8,6 @@ same keyed samples as the engine inline.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pandas as pd
@@ -24,42 +23,14 @@ pytestmark = pytest.mark.ray
 APP = "anchor-engine-test"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def tiny_spec(model_dir: Path) -> ModelSpec:
     return ModelSpec(name=str(model_dir), dtype="float32")
 
 
 @pytest.fixture(scope="module")
-def live_app(tiny_model_dir: Path):
-    import ray
-    from ray import serve
-
-    from anchor_service.config import load_config
-    from anchor_service.serve.app import start
-
-    model = str(tiny_model_dir)
-    cfg = load_config(
-        None,
-        [
-            f"policy.name={model}",
-            "policy.dtype=float32",
-            f"judge.model.name={model}",
-            "judge.model.dtype=float32",
-            f"serve.port={free_port()}",
-            f"serve.app_name={APP}",
-        ],
-    )
-    owns_ray = not ray.is_initialized()
-    start(cfg)
-    yield cfg
-    serve.shutdown()
-    if owns_ray:
-        ray.shutdown()
+def live_app(serve_tiny_model):
+    with serve_tiny_model(f"serve.app_name={APP}") as live:
+        yield live.cfg
 
 
 def judge_rows() -> pd.DataFrame:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -54,44 +53,10 @@ class Service:
         return httpx.Client(base_url=self.url, headers=headers, timeout=120)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def service(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    import ray
-    from ray import serve
-
-    from anchor_service.config import load_config
-    from anchor_service.serve.app import start
-    from anchor_service.serve.auth import TOKEN_ENV
-
-    token_file = tmp_path_factory.mktemp("secret") / "token"
-    token_file.write_text(TOKEN + "\n")
-    model = str(tiny_model_dir)
-    cfg = load_config(
-        None,
-        [
-            f"policy.name={model}",
-            "policy.dtype=float32",
-            f"judge.model.name={model}",
-            "judge.model.dtype=float32",
-            f"serve.port={free_port()}",
-            f"serve.token_file={token_file}",
-            *LIMIT_OVERRIDES,
-        ],
-    )
-    owns_ray = not ray.is_initialized()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(TOKEN_ENV, raising=False)  # the token file is the one under test
-        url = start(cfg)
-    yield Service(url=url, model_dir=tiny_model_dir)
-    serve.shutdown()
-    if owns_ray:
-        ray.shutdown()
+def service(serve_tiny_model, tiny_model_dir: Path):
+    with serve_tiny_model(*LIMIT_OVERRIDES, token=TOKEN) as live:
+        yield Service(url=live.url, model_dir=tiny_model_dir)
 
 
 # --- routes -----------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ sound-vs-nonsense gap on the same items). The figures are printed (run with -s t
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 from typing import Any
 
@@ -58,12 +57,6 @@ NONSENSE = [
 N_DEMO = 22
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def benign_like(attack: str) -> str:
     text = BENIGN * (len(attack) // len(BENIGN) + 1)
     return text[: len(attack)]
@@ -103,7 +96,7 @@ def injection_items() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def judge_url():
+def judge_url(free_port):
     import ray
     from ray import serve
 

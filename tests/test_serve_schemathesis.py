@@ -8,9 +8,6 @@ requests are sent; every response must be a non-5xx that matches the documented 
 
 from __future__ import annotations
 
-import socket
-from pathlib import Path
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -32,51 +29,20 @@ MIN_REQUESTS = 500
 sent: list[tuple[str, str, int]] = []
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def service_url(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    import ray
-    from ray import serve
-
-    from anchor_service.config import load_config
-    from anchor_service.serve.app import start
-    from anchor_service.serve.auth import TOKEN_ENV
-
-    token_file = tmp_path_factory.mktemp("secret") / "token"
-    token_file.write_text(TOKEN)
-    model = str(tiny_model_dir)
-    cfg = load_config(
-        None,
-        [
-            f"policy.name={model}",
-            "policy.dtype=float32",
-            f"judge.model.name={model}",
-            "judge.model.dtype=float32",
-            f"serve.port={free_port()}",
-            f"serve.token_file={token_file}",
-            # Small caps keep every generated request cheap on the tiny model.
-            "serve.limits.max_n=2",
-            "serve.limits.max_tokens=8",
-            "serve.limits.max_batch_items=4",
-            "serve.limits.max_question_chars=400",
-            "serve.limits.max_option_chars=80",
-            "serve.limits.max_explanation_chars=800",
-            "serve.limits.max_body_bytes=16384",
-        ],
-    )
-    owns_ray = not ray.is_initialized()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(TOKEN_ENV, raising=False)  # the token file is the one under test
-        url = start(cfg)
-    yield url
-    serve.shutdown()
-    if owns_ray:
-        ray.shutdown()
+def service_url(serve_tiny_model):
+    with serve_tiny_model(
+        # Small caps keep every generated request cheap on the tiny model.
+        "serve.limits.max_n=2",
+        "serve.limits.max_tokens=8",
+        "serve.limits.max_batch_items=4",
+        "serve.limits.max_question_chars=400",
+        "serve.limits.max_option_chars=80",
+        "serve.limits.max_explanation_chars=800",
+        "serve.limits.max_body_bytes=16384",
+        token=TOKEN,
+    ) as live:
+        yield live.url
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ import yaml
 from anchor_service.core.stats import aggregate_seeds
 from anchor_service.core.types import CATEGORIES, CRITERIA
 from anchor_service.experiment_dir import NO_VARIANT, find_runs, read_spec
+from anchor_service.report.markdown import figures_section, table
 
 
 def _summaries(runs: dict[int, Path], rebuild: bool) -> list[dict[str, Any]]:
@@ -46,6 +47,11 @@ def _mean_sd(values: list[float]) -> dict[str, Any]:
     }
 
 
+def experiment_variants(experiment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{variant: aggregate} of experiment.json; one unnamed variant when it has none."""
+    return experiment.get("variants") or {NO_VARIANT: experiment}
+
+
 def _dpo_models(agg: dict[str, Any]) -> list[str]:
     return [m for m in agg.get("accuracy", {}) if m not in ("base", "sft")]
 
@@ -58,9 +64,7 @@ def comparison(variants: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     from the first, seed by seed over the seeds both have.
     """
     names = list(variants)
-    models: list[str] = []
-    for agg in variants.values():
-        models += [m for m in _dpo_models(agg) if m not in models]
+    models = list(dict.fromkeys(m for agg in variants.values() for m in _dpo_models(agg)))
     wanted = [(a, "sft") for a in models] + [
         (a, b) for i, a in enumerate(models) for b in models[i + 1 :]
     ]
@@ -144,12 +148,8 @@ def write_experiment(root: str | Path, rebuild: bool = False) -> dict[str, Any]:
     root = Path(root)
     experiment = build_experiment(root, rebuild=rebuild)
     write_json_atomic(experiment, root / "experiment.json")
-    markdown = render_experiment(experiment)
     figures = write_experiment_figures(root, experiment)
-    if figures:
-        markdown += "\n## Figures\n\n" + "".join(
-            f"![{p.stem}](figures/{p.name})\n\n" for p in figures
-        )
+    markdown = render_experiment(experiment) + figures_section(figures)
     write_atomic(root / "report.md", markdown)
     first_run = next(iter(find_runs(root).values()))
     configs = [run / "config.yaml" for run in first_run.values()]
@@ -232,67 +232,87 @@ def _judges(agg: dict) -> list[str]:
     return out
 
 
+def _significant_in(row: dict) -> int:
+    """Seeds in which a pairwise row was significant after Holm."""
+    return (row.get("significant") or {}).get("counts", {}).get("true", 0)
+
+
 def _variant_section(agg: dict, heading: str) -> list[str]:
     out: list[str] = []
     acc, dwl = agg.get("accuracy", {}), agg.get("delta_wl", {})
+    pw = agg.get("pairwise", {})
     if acc:
-        out += [
-            f"## {heading}Models on the test split (mean ± sd over seeds, per-seed values)",
-            "",
-            "| model | accuracy % | ΔW-L vs base (pts) | Holm-significant in |",
-            "|---|---|---|---|",
-        ]
-        pw = agg.get("pairwise", {})
+        out += [f"## {heading}Models on the test split (mean ± sd over seeds, per-seed values)", ""]
+        rows = []
         for m, a in acc.items():
             d = dwl.get(m)
-            row = pw.get(f"{m} vs base", {})
-            sig = (row.get("significant") or {}).get("counts", {}).get("true", 0)
-            out.append(
-                f"| {m} | {_num(a.get('value'), 100)} | "
-                + (
-                    f"{_num(d.get('value'), 1, '+.1f')} | {sig} of {_n_seeds(d.get('value'))} seeds |"
-                    if d
-                    else "(reference) | |"
-                )
+            if not d:
+                rows.append([m, _num(a.get("value"), 100), "(reference)", ""])
+                continue
+            sig = _significant_in(pw.get(f"{m} vs base", {}))
+            rows.append(
+                [
+                    m,
+                    _num(a.get("value"), 100),
+                    _num(d.get("value"), 1, "+.1f"),
+                    f"{sig} of {_n_seeds(d.get('value'))} seeds",
+                ]
             )
-        out.append("")
-    pw = agg.get("pairwise", {})
+        out += table(["model", "accuracy %", "ΔW-L vs base (pts)", "Holm-significant in"], rows)
     if pw:
-        out += [
-            f"## {heading}Every model against every other (ΔW-L of a vs b, pts)",
-            "",
-            "| a vs b | ΔW-L mean ± sd (per seed) | seeds whose CI excludes 0 | Holm-significant in |",
-            "|---|---|---|---|",
-        ]
+        out += [f"## {heading}Every model against every other (ΔW-L of a vs b, pts)", ""]
+        rows = []
         for name, row in pw.items():
             n = _n_seeds(row.get("value"))
-            sig = (row.get("significant") or {}).get("counts", {}).get("true", 0)
-            out.append(
-                f"| {name} | {_num(row.get('value'), 1, '+.1f')} | {_ci_excludes_zero(row)} of {n} "
-                f"| {sig} of {n} |"
+            rows.append(
+                [
+                    name,
+                    _num(row.get("value"), 1, "+.1f"),
+                    f"{_ci_excludes_zero(row)} of {n}",
+                    f"{_significant_in(row)} of {n}",
+                ]
             )
-        out.append("")
+        out += table(
+            [
+                "a vs b",
+                "ΔW-L mean ± sd (per seed)",
+                "seeds whose CI excludes 0",
+                "Holm-significant in",
+            ],
+            rows,
+        )
     crit = agg.get("criteria", {})
     if crit:
         out += [f"## {heading}Criteria (mean 0-3, mean ± sd over seeds)", ""]
-        out += ["| model | " + " | ".join(CRITERIA) + " |", "|---" * (len(CRITERIA) + 1) + "|"]
-        for m, cs in crit.items():
-            cells = [_num((cs.get(c) or {}).get("mean"), 1, ".2f", values=False) for c in CRITERIA]
-            out.append(f"| {m} | " + " | ".join(cells) + " |")
-        out.append("")
+        out += table(
+            ["model", *CRITERIA],
+            (
+                [
+                    m,
+                    *(
+                        _num((cs.get(c) or {}).get("mean"), 1, ".2f", values=False)
+                        for c in CRITERIA
+                    ),
+                ]
+                for m, cs in crit.items()
+            ),
+        )
     cats = agg.get("categories", {})
     out += [f"## {heading}Pair building (mean ± sd over seeds)", ""]
-    out += ["| | " + " | ".join(CATEGORIES) + " |", "|---|---|---|---|"]
-    out.append("| prompts | " + " | ".join(_num(cats.get(c), fmt=".1f") for c in CATEGORIES) + " |")
-    out += ["", "| strategy | pairs | lambda | DPO skipped in |", "|---|---|---|---|"]
+    out += table(["", *CATEGORIES], [["prompts", *(_num(cats.get(c)) for c in CATEGORIES)]])
     skipped = (agg.get("dpo_skipped") or {}).get("counts", {})
-    for s, n in agg.get("pairs", {}).items():
-        lam = agg.get("lambda", {}).get(s)
-        out.append(
-            f"| {s} | {_num(n, fmt='.1f')} | {_num(lam, fmt='.2f')} | "
-            f"{skipped.get(s, 0)} of {_n_seeds(n)} seeds |"
-        )
-    out.append("")
+    out += table(
+        ["strategy", "pairs", "lambda", "DPO skipped in"],
+        (
+            [
+                s,
+                _num(n),
+                _num(agg.get("lambda", {}).get(s), fmt=".2f"),
+                f"{skipped.get(s, 0)} of {_n_seeds(n)} seeds",
+            ]
+            for s, n in agg.get("pairs", {}).items()
+        ),
+    )
     claims = agg.get("claims", {})
     if claims:
         out += [f"## {heading}The paper's claims (verdicts over seeds)", ""]
@@ -309,7 +329,7 @@ def _variant_section(agg: dict, heading: str) -> list[str]:
 def render_experiment(experiment: dict[str, Any]) -> str:
     """report.md of an experiment."""
     meta = experiment["experiment"]
-    variants = experiment.get("variants") or {NO_VARIANT: experiment}
+    variants = experiment_variants(experiment)
     first = next(iter(variants.values()))
     dataset = ", ".join((first.get("dataset") or {}).get("counts", {})) or "?"
     seeds = ", ".join(map(str, meta["seeds"]))
@@ -342,13 +362,8 @@ def render_experiment(experiment: dict[str, Any]) -> str:
             f"Difference: each variant minus {names[0]}, paired by seed (a seed has the same "
             "data order, sampling keys and LoRA init in every variant).",
             "",
-            "| a vs b | "
-            + " | ".join(names)
-            + " | "
-            + " | ".join(f"{n} - {names[0]}" for n in names[1:])
-            + " |",
-            "|---" * (1 + 2 * len(names) - 1) + "|",
         ]
+        table_rows = []
         for r in rows:
             cells = []
             for n in names:
@@ -359,6 +374,7 @@ def render_experiment(experiment: dict[str, Any]) -> str:
                     else "-"
                 )
             diffs = [_num(r["difference"].get(n), 1, "+.1f") for n in names[1:]]
-            out.append(f"| {r['a']} vs {r['b']} | " + " | ".join(cells + diffs) + " |")
-        out.append("")
+            table_rows.append([f"{r['a']} vs {r['b']}", *cells, *diffs])
+        header = ["a vs b", *names, *(f"{n} - {names[0]}" for n in names[1:])]
+        out += table(header, table_rows)
     return "\n".join(out) + "\n"

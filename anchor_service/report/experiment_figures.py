@@ -9,12 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from anchor_service.experiment_dir import NO_VARIANT
-from anchor_service.report.figures import _plt
-
-
-def _variants(experiment: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return experiment.get("variants") or {NO_VARIANT: experiment}
+from anchor_service.report.experiment import experiment_variants
+from anchor_service.report.figures import pyplot, save_figure
 
 
 def _offsets(n: int, spread: float = 0.6) -> list[float]:
@@ -23,13 +19,12 @@ def _offsets(n: int, spread: float = 0.6) -> list[float]:
 
 def delta_forest(experiment: dict[str, Any], path: Path) -> Path | None:
     """Every pairwise row: Delta W-L mean +- sd over seeds, seeds as dots, per variant."""
-    variants = _variants(experiment)
-    rows: list[str] = []
-    for agg in variants.values():
-        rows += [r for r in agg.get("pairwise", {}) if r not in rows]
+    variants = experiment_variants(experiment)
+    # Every row any variant has, in order of first appearance.
+    rows = list(dict.fromkeys(r for agg in variants.values() for r in agg.get("pairwise", {})))
     if not rows:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(rows) * max(1, len(variants) / 2) + 1.4))
     offsets = _offsets(len(variants))
     for k, (name, agg) in enumerate(variants.items()):
@@ -57,22 +52,16 @@ def delta_forest(experiment: dict[str, Any], path: Path) -> Path | None:
     ax.set_title("Win - loss rate of explanation scores over seeds")
     if len(variants) > 1:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def accuracy_bars(experiment: dict[str, Any], path: Path) -> Path | None:
     """Accuracy per model: mean +- sd over seeds, seeds as dots, per variant."""
-    variants = _variants(experiment)
-    models: list[str] = []
-    for agg in variants.values():
-        models += [m for m in agg.get("accuracy", {}) if m not in models]
+    variants = experiment_variants(experiment)
+    models = list(dict.fromkeys(m for agg in variants.values() for m in agg.get("accuracy", {})))
     if not models:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.2 * len(models) * max(1, len(variants) / 2) + 2, 3.8))
     width = 0.8 / len(variants)
     for k, (name, agg) in enumerate(variants.items()):
@@ -99,14 +88,11 @@ def accuracy_bars(experiment: dict[str, Any], path: Path) -> Path | None:
     ax.set_title("Accuracy on the test split over seeds")
     if len(variants) > 1:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_experiment_figures(root: Path, experiment: dict[str, Any]) -> list[Path]:
+    """An experiment's figures under root/figures/; those with nothing to show are left out."""
     out = [
         accuracy_bars(experiment, root / "figures" / "accuracy.png"),
         delta_forest(experiment, root / "figures" / "delta_wl.png"),

@@ -8,7 +8,8 @@ from typing import Any
 from anchor_service.core.types import CRITERIA
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported only when a figure is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
@@ -17,12 +18,21 @@ def _plt():
     return plt
 
 
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write `fig` as PNG at `path` (its folder made if missing) and close it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
 def criteria_bars(summary: dict[str, Any], path: Path) -> Path | None:
     """Grouped bars: mean value (0-3) per criterion and model, with 95% CI error bars."""
     crit = summary.get("criteria") or {}
     if not crit:
         return None
-    plt = _plt()
+    plt = pyplot()
     models = list(crit)
     width = 0.8 / len(models)
     fig, ax = plt.subplots(figsize=(9, 4))
@@ -43,11 +53,7 @@ def criteria_bars(summary: dict[str, Any], path: Path) -> Path | None:
     ax.set_ylabel("mean verdict value (0-3)")
     ax.set_title("Explanation quality per criterion (95% bootstrap CI)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def delta_forest(summary: dict[str, Any], path: Path) -> Path | None:
@@ -55,7 +61,7 @@ def delta_forest(summary: dict[str, Any], path: Path) -> Path | None:
     rows = summary.get("pairwise") or []
     if not rows:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
     for y, r in enumerate(reversed(rows)):
         ax.errorbar(
@@ -72,14 +78,11 @@ def delta_forest(summary: dict[str, Any], path: Path) -> Path | None:
     ax.set_yticklabels([f"{r['a']} vs {r['b']}" for r in reversed(rows)], fontsize=8)
     ax.set_xlabel("Delta W-L (points; filled = significant after Holm)")
     ax.set_title("Win - loss rate of explanation scores, 95% paired bootstrap CI")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_figures(run: Path, summary: dict[str, Any]) -> list[Path]:
+    """A run's figures under run/figures/; those with nothing to show are left out."""
     out = [
         criteria_bars(summary, run / "figures" / "criteria.png"),
         delta_forest(summary, run / "figures" / "delta_wl.png"),

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from anchor_service.core.types import CATEGORIES, CRITERIA
+
+
+def _table_line(cells: list[str]) -> str:
+    # An empty cell stays "| |", as a person would type it.
+    return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
+
+
+def table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    """A Markdown table's lines: header, separator, one line per row, then a blank line."""
+    return [_table_line(header), "|---" * len(header) + "|", *map(_table_line, rows), ""]
+
+
+def figures_section(figures: list[Path]) -> str:
+    """The report.md section that shows the figures (figures/ beside report.md); "" if none."""
+    if not figures:
+        return ""
+    return "\n## Figures\n\n" + "".join(f"![{p.stem}](figures/{p.name})\n\n" for p in figures)
 
 
 def _pct(x: float | None) -> str:
@@ -13,6 +32,10 @@ def _pct(x: float | None) -> str:
 
 def _pts(x: float | None) -> str:
     return "-" if x is None else f"{x:+.1f}"
+
+
+def _pts_ci(row: dict) -> str:
+    return f"{_pts(row['value'])} [{_pts(row['ci_low'])}, {_pts(row['ci_high'])}]"
 
 
 def sanity_line(role: str, s: dict | None) -> str:
@@ -57,7 +80,14 @@ def noise_word(row: dict) -> str:
     return "within noise"
 
 
+def _criterion_cell(v: dict) -> str:
+    if v.get("mean") is None:
+        return "-"
+    return f"{v['mean']:.2f} [{v['ci_low']:.2f}, {v['ci_high']:.2f}]"
+
+
 def render(summary: dict[str, Any]) -> str:
+    """report.md of a run, from its summary.json."""
     out = [f"# Run report: {summary.get('dataset')} (run_seed {summary.get('run_seed')})", ""]
     j = summary.get("judge", {})
     out += [
@@ -71,66 +101,70 @@ def render(summary: dict[str, Any]) -> str:
     acc = summary.get("accuracy", {})
     dwl = summary.get("delta_wl", {})
     if acc:
-        out += [
-            "## Models on the test split",
-            "",
-            "| model | accuracy % [95% CI] | ΔW-L vs base (pts) [95% CI] | W/T/L | p (sign) | reading |",
-            "|---|---|---|---|---|---|",
-        ]
+        out += ["## Models on the test split", ""]
         holm = {(r["a"], r["b"]): r for r in summary.get("pairwise", [])}
+        rows = []
         for m, a in acc.items():
             acc_s = f"{_pct(a['value'])} [{_pct(a['ci_low'])}, {_pct(a['ci_high'])}] (n={a['n']})"
             d = dwl.get(m)
-            if d:
-                row = holm.get((m, "base"), d)
-                out.append(
-                    f"| {m} | {acc_s} | {_pts(d['value'])} [{_pts(d['ci_low'])}, "
-                    f"{_pts(d['ci_high'])}] | {d['wins']}/{d['ties']}/{d['losses']} | "
-                    f"{d['p_sign']:.3g} | {noise_word(row)} |"
-                )
-            else:
-                out.append(f"| {m} | {acc_s} | (reference) | | | |")
-        out.append("")
+            if not d:
+                rows.append([m, acc_s, "(reference)", "", "", ""])
+                continue
+            rows.append(
+                [
+                    m,
+                    acc_s,
+                    _pts_ci(d),
+                    f"{d['wins']}/{d['ties']}/{d['losses']}",
+                    f"{d['p_sign']:.3g}",
+                    noise_word(holm.get((m, "base"), d)),
+                ]
+            )
+        out += table(
+            [
+                "model",
+                "accuracy % [95% CI]",
+                "ΔW-L vs base (pts) [95% CI]",
+                "W/T/L",
+                "p (sign)",
+                "reading",
+            ],
+            rows,
+        )
     pw = summary.get("pairwise", [])
     if pw:
-        out += [
-            "## Every model against every other (ΔW-L of a vs b, Holm over all rows)",
-            "",
-            "| a | b | ΔW-L [95% CI] | p_sign | p_holm | reading |",
-            "|---|---|---|---|---|---|",
-        ]
-        for r in pw:
-            out.append(
-                f"| {r['a']} | {r['b']} | {_pts(r['value'])} [{_pts(r['ci_low'])}, "
-                f"{_pts(r['ci_high'])}] | {r['p_sign']:.3g} | {r['p_holm']:.3g} | {noise_word(r)} |"
-            )
-        out.append("")
+        out += ["## Every model against every other (ΔW-L of a vs b, Holm over all rows)", ""]
+        out += table(
+            ["a", "b", "ΔW-L [95% CI]", "p_sign", "p_holm", "reading"],
+            (
+                [
+                    r["a"],
+                    r["b"],
+                    _pts_ci(r),
+                    f"{r['p_sign']:.3g}",
+                    f"{r['p_holm']:.3g}",
+                    noise_word(r),
+                ]
+                for r in pw
+            ),
+        )
     crit = summary.get("criteria", {})
     if crit:
-        out += ["## Criteria (mean 0-3 [95% CI])", "", "| model | " + " | ".join(CRITERIA) + " |"]
-        out.append("|---" * (len(CRITERIA) + 1) + "|")
-        for m, cs in crit.items():
-            cells = []
-            for c in CRITERIA:
-                v = cs.get(c, {})
-                cells.append(
-                    "-"
-                    if v.get("mean") is None
-                    else f"{v['mean']:.2f} [{v['ci_low']:.2f}, {v['ci_high']:.2f}]"
-                )
-            out.append(f"| {m} | " + " | ".join(cells) + " |")
-        out.append("")
+        out += ["## Criteria (mean 0-3 [95% CI])", ""]
+        out += table(
+            ["model", *CRITERIA],
+            ([m, *(_criterion_cell(cs.get(c, {})) for c in CRITERIA)] for m, cs in crit.items()),
+        )
     cats = summary.get("categories", {})
-    out += ["## Pair building", "", "| | " + " | ".join(CATEGORIES) + " |", "|---|---|---|---|"]
-    out.append("| prompts | " + " | ".join(str(cats.get(c, 0)) for c in CATEGORIES) + " |")
-    out += ["", "| strategy | pairs | lambda | drops | DPO |", "|---|---|---|---|---|"]
+    out += ["## Pair building", ""]
+    out += table(["", *CATEGORIES], [["prompts", *(str(cats.get(c, 0)) for c in CATEGORIES)]])
+    rows = []
     for s, n in summary.get("pairs", {}).items():
         drops = ", ".join(f"{k} {v}" for k, v in summary.get("drops", {}).get(s, {}).items() if v)
         lam = summary.get("lambda", {}).get(s)
         skipped = "skipped (< min_pairs)" if s in summary.get("dpo_skipped", []) else "trained"
-        lam_s = "-" if lam is None else f"{lam:.2f}"
-        out.append(f"| {s} | {n} | {lam_s} | {drops or 'none'} | {skipped} |")
-    out.append("")
+        rows.append([s, str(n), "-" if lam is None else f"{lam:.2f}", drops or "none", skipped])
+    out += table(["strategy", "pairs", "lambda", "drops", "DPO"], rows)
     claims = summary.get("claims", {})
     if claims:
         out += ["## The paper's claims", ""]

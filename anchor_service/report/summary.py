@@ -138,18 +138,14 @@ def write_summary(run: str | Path) -> dict[str, Any]:
     """Build summary.json, report.md, the figures and report.html of a run directory."""
     from anchor_service.report.figures import write_figures
     from anchor_service.report.html import write_html
-    from anchor_service.report.markdown import render
+    from anchor_service.report.markdown import figures_section, render
     from anchor_service.rundir import write_atomic, write_json_atomic
 
     run = Path(run)
     summary = build_summary(run)
     write_json_atomic(summary, run / "summary.json")
-    markdown = render(summary)
     figures = write_figures(run, summary)
-    if figures:
-        markdown += "\n## Figures\n\n" + "".join(
-            f"![{p.stem}](figures/{p.name})\n\n" for p in figures
-        )
+    markdown = render(summary) + figures_section(figures)
     write_atomic(run / "report.md", markdown)
     write_html(run, markdown, figures)
     return summary
