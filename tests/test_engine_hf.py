@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from anchor_service.config import ModelSpec
+from anchor_service.core.rubric import judge_messages, parse_verdict_json, verdict_schema
 from anchor_service.engines.base import (
     ChoiceQuery,
     Engine,
@@ -19,6 +20,7 @@ from anchor_service.engines.base import (
     SamplingParams,
 )
 from anchor_service.engines.hf import HFEngine, cpu_has_native_bf16, resolve_dtype
+from anchor_service.engines.json_constraint import UnsupportedSchemaError
 from anchor_service.engines.registry import ModelNotFoundError
 from anchor_service.engines.sampler import gumbel_noise, sample_keyed, top_p_filter
 
@@ -266,6 +268,69 @@ def test_check_single_tokens_names_each_offending_token(engine):
         engine.choice_probs(_queries()[:1], ["3", "Unsatisfactory"])
 
 
+# --- constrained decoding (SamplingParams.json_schema) -------------------------------------
+
+
+def _judge_requests(n: int) -> list[GenRequest]:
+    from anchor_service.scoring.sanity import load_checkset
+
+    items = [item for pair in load_checkset() for item in pair][:n]
+    return [GenRequest(judge_messages(it), key=(3, "judge", i)) for i, it in enumerate(items)]
+
+
+def _assert_canonical_verdicts(completions) -> None:
+    for c in completions:
+        verdicts = parse_verdict_json(c.text)
+        assert c.text == json.dumps(verdicts), c.text  # keys in CRITERIA order, json.dumps spacing
+        assert c.finish_reason == "stop"
+
+
+def test_constrained_greedy_completion_is_verdict_json_on_the_tiny_model(tiny_model_dir):
+    engine = _engine(tiny_model_dir, batch_size=4)
+    reqs = _judge_requests(4)
+    free = engine.generate(reqs, SamplingParams(max_tokens=60))
+    constrained = engine.generate(
+        reqs, SamplingParams(max_tokens=200, json_schema=verdict_schema())
+    )
+    _assert_canonical_verdicts(constrained)
+    # The tiny model was trained to explain, not to grade: left free it writes no verdicts.
+    assert not any(c.text.lstrip().startswith('{"logical_coherence"') for c in free)
+
+
+# Small, so that the keyed sampler (most of the time per step) runs few steps.
+SMALL_SCHEMA = {
+    "type": "object",
+    "properties": {"ok": {"enum": ["yes", "no"]}, "hue": {"enum": ["red", "green", "blue"]}},
+    "required": ["ok", "hue"],
+}
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_constrained_sample_is_the_same_alone_or_in_any_batch(random_model_dir, temperature):
+    reqs = _requests(4)
+    params = SamplingParams(
+        temperature=temperature, top_p=0.9, max_tokens=40, json_schema=SMALL_SCHEMA
+    )
+    batched = _engine(random_model_dir, batch_size=4).generate(reqs, params)
+    single_engine = _engine(random_model_dir, batch_size=1)
+    alone = [single_engine.generate([r], params)[0] for r in reqs]
+    reversed_batch = _engine(random_model_dir, batch_size=3).generate(reqs[::-1], params)[::-1]
+    for c in batched:
+        value = json.loads(c.text)
+        assert c.text == json.dumps(value) and list(value) == ["ok", "hue"]
+        assert value["ok"] in ("yes", "no") and value["hue"] in ("red", "green", "blue")
+        assert c.finish_reason == "stop"
+    assert [c.text for c in batched] == [c.text for c in alone]
+    assert [c.text for c in batched] == [c.text for c in reversed_batch]
+
+
+def test_unsupported_json_schema_is_refused_naming_the_supported_shape(engine):
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    with pytest.raises(UnsupportedSchemaError, match="enum-valued string properties") as info:
+        engine.generate(_requests(1), SamplingParams(json_schema=schema))
+    assert "'n'" in str(info.value) and "vllm or openai" in str(info.value)
+
+
 # --- set-up -------------------------------------------------------------------------------
 
 
@@ -364,3 +429,16 @@ def test_trained_tiny_model_ends_its_turn_with_eos(tiny_model_dir):
         parse_response(c.text, e.options).parse_status == OK
         for c, e in zip(out, examples, strict=True)
     )
+
+
+@pytest.mark.slow
+def test_embedded_model_writes_verdict_json_under_the_schema(embedded_model_dir):
+    # One thread: two OpenMP threads on 2 shared cores spin against other work (15x slower).
+    engine = HFEngine(ModelSpec(name="embedded", dtype="float32", torch_threads=1, batch_size=2))
+    reqs = _judge_requests(2)
+    greedy = engine.generate(reqs, SamplingParams(max_tokens=120, json_schema=verdict_schema()))
+    _assert_canonical_verdicts(greedy)
+    sampled = SamplingParams(temperature=1.0, max_tokens=120, json_schema=verdict_schema())
+    batched = engine.generate(reqs, sampled)
+    _assert_canonical_verdicts(batched)
+    assert engine.generate(reqs[1:], sampled)[0].text == batched[1].text

@@ -177,6 +177,28 @@ def test_chat_prompts_use_chat_and_text_prompts_use_completions(server: StubServ
         assert "seed" not in r["body"]  # greedy: no randomness to key
 
 
+def test_json_schema_goes_as_response_format_on_chat_requests_only(server: StubServer) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"clarity": {"type": "string", "enum": ["Excellent", "Satisfactory"]}},
+        "required": ["clarity"],
+    }
+    reqs = [GenRequest([{"role": "user", "content": "grade"}], key=(0, "j", 0)), GenRequest("p")]
+    with make_engine(server) as engine:
+        engine.generate(reqs, SamplingParams(max_tokens=30, json_schema=schema))
+        engine.generate(reqs[:1], SamplingParams(max_tokens=30))
+    chats = [r["body"] for r in server.requests if r["path"] == "/v1/chat/completions"]
+    texts = [r["body"] for r in server.requests if r["path"] == "/v1/completions"]
+    constrained = [b for b in chats if "response_format" in b]
+    assert len(chats) == 2 and len(constrained) == 1 and len(texts) == 1
+    assert constrained[0]["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "verdicts", "schema": schema},
+    }
+    # The completions endpoint has no response_format; a request without a schema sends none.
+    assert "response_format" not in texts[0]
+
+
 def test_sampled_requests_carry_seed_from_their_key(server: StubServer) -> None:
     keys = [(3, "q", i) for i in range(4)]
     with make_engine(server) as engine:

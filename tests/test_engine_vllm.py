@@ -21,7 +21,14 @@ from vllm import SamplingParams as VSamplingParams  # noqa: E402
 from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality  # noqa: E402
 
 from anchor_service.config import ModelSpec  # noqa: E402
-from anchor_service.core.rubric import VERDICT_TOKENS, judge_query  # noqa: E402
+from anchor_service.core.rubric import (  # noqa: E402
+    VERDICT_TOKENS,
+    judge_messages,
+    judge_query,
+    parse_verdict_json,
+    verdict_schema,
+)
+from anchor_service.core.types import CRITERIA  # noqa: E402
 from anchor_service.engines.base import (  # noqa: E402
     ChoiceQuery,
     Engine,
@@ -216,6 +223,21 @@ def test_stop_string_cuts_the_text_and_reports_stop(engine):
     assert cut.text == free.text[: free.text.find(stop)]
     assert cut.finish_reason == "stop"
     assert cut.num_tokens < free.num_tokens
+
+
+@pytest.mark.slow
+def test_json_schema_constrains_greedy_and_keyed_text_to_verdict_json(engine):
+    items = [item for pair in load_checkset()[:2] for item in pair]
+    reqs = [GenRequest(judge_messages(it), key=(4, "judge", i)) for i, it in enumerate(items)]
+    greedy = SamplingParams(max_tokens=160, json_schema=verdict_schema())
+    keyed = SamplingParams(temperature=1.0, max_tokens=160, json_schema=verdict_schema())
+    for params in (greedy, keyed):
+        out = engine.generate(reqs, params)
+        assert all(c.finish_reason == "stop" for c in out), [c.text for c in out]
+        for c in out:
+            assert set(parse_verdict_json(c.text)) == set(CRITERIA), c.text
+    alone = engine.generate(reqs[1:2], keyed)[0]
+    assert alone.text == engine.generate(reqs, keyed)[1].text
 
 
 @pytest.mark.slow

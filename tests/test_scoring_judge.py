@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from anchor_service.core.rubric import VERDICT_TOKENS
-from anchor_service.core.types import CRITERIA, Judgement
+from anchor_service.core.rubric import VERDICT_TOKENS, neutralise, verdict_schema
+from anchor_service.core.types import CRITERIA, VERDICT_VALUES, Judgement
 from anchor_service.engines.base import (
     ChoiceQuery,
     Completion,
@@ -184,12 +184,24 @@ def test_generative_mode_repairs_only_the_failures_quoting_their_error():
     assert len(repair_requests) == 1
     note = repair_requests[0].prompt[-1]["content"]
     assert "missing keys: logical_coherence" in note
+    # The bad reply is quoted back neutralised (a verdict-shaped reply is model text too).
     assert repair_requests[0].prompt[-2] == {
         "role": "assistant",
-        "content": '{"clarity": "Excellent"}',
+        "content": neutralise('{"clarity": "Excellent"}'),
     }
     assert (ok.status, ok.score) == ("scored", 10)
     assert (repaired.status, repaired.score) == ("scored", 11)
+
+
+def test_generative_mode_asks_both_rounds_for_the_verdict_schema():
+    engine = ScriptedEngine(outputs={"broken": ['{"clarity": "Excellent"}', verdict_json()]})
+    [result] = Judge(engine, mode="generative", judge_id="j").score([item("broken")])
+    assert result.status == "scored"  # an engine that ignores the schema is still repaired
+    schemas = [params.json_schema for _, (_, params) in engine.calls]
+    assert schemas == [verdict_schema(), verdict_schema()]
+    props = schemas[0]["properties"]
+    assert list(props) == list(CRITERIA) and schemas[0]["required"] == list(CRITERIA)
+    assert all(p["enum"] == list(VERDICT_VALUES) for p in props.values())
 
 
 def test_generative_mode_gives_up_after_one_repair_as_unscored():
@@ -234,3 +246,19 @@ class ShortEngine(ScriptedEngine):
 def test_engine_answering_too_few_requests_is_an_engine_error():
     with pytest.raises(EngineError, match="0 completions for 1"):
         Judge(ShortEngine(), mode="generative").score([item("x")])
+
+
+@pytest.mark.slow
+def test_generative_mode_scores_every_check_set_item_on_the_embedded_model(embedded_model_dir):
+    from anchor_service.config import ModelSpec
+    from anchor_service.engines.hf import HFEngine
+    from anchor_service.scoring.sanity import load_checkset
+
+    # One thread: two OpenMP threads on 2 shared cores spin against other work (15x slower).
+    engine = HFEngine(ModelSpec(name="embedded", torch_threads=1, batch_size=8))
+    items = [it for pair in load_checkset() for it in pair]
+    judged = Judge(engine, mode="generative").score(items)
+    assert [j.status for j in judged] == ["scored"] * len(items), [
+        j.extra.get("error") for j in judged
+    ]
+    assert all(j.verdicts and set(j.verdicts) == set(CRITERIA) for j in judged)

@@ -245,6 +245,21 @@ def judge_messages(item: JudgeInput) -> list[dict]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
+def verdict_schema() -> dict:
+    """JSON schema of the generative judge's reply: every criterion key, one verdict word each.
+
+    Engines that support it constrain decoding to it (SamplingParams.json_schema); its
+    instances are exactly what `parse_verdict_json` reads without help.
+    """
+    words = list(VERDICT_VALUES)
+    return {
+        "type": "object",
+        "properties": {k: {"type": "string", "enum": list(words)} for k in CRITERIA},
+        "required": list(CRITERIA),
+        "additionalProperties": False,
+    }
+
+
 def _verdict_word(value: object) -> str | None:
     """The exact verdict word for a value given in any case/spacing, or as its digit."""
     if isinstance(value, bool):

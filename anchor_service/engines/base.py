@@ -24,12 +24,19 @@ class GenRequest:
 
 @dataclass
 class SamplingParams:
-    """Decoding settings, named as in vLLM. temperature 0 is greedy (the key is then unused)."""
+    """Decoding settings, named as in vLLM. temperature 0 is greedy (the key is then unused).
+
+    `json_schema`: constrain the completion to JSON matching this schema, where the engine
+    supports it (hf: objects of enum-valued string properties, engines/json_constraint.py;
+    vllm: structured outputs; openai: `response_format` on chat prompts). Engines without
+    support ignore it, so callers still validate what comes back.
+    """
 
     temperature: float = 0.0
     top_p: float = 1.0
     max_tokens: int = 256
     stop: list[str] = field(default_factory=list)
+    json_schema: dict | None = None
 
 
 @dataclass

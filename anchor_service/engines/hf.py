@@ -4,7 +4,9 @@ Imports only torch, transformers and the package's core and engines.base (no Ray
 pydantic): it also runs on machines where Ray is not installed. Generation is batched with
 left padding; a sampled token depends only on the request's key and the step
 (engines/sampler.py), so a sample is the same alone or in any batch. `choice_probs` runs the prefix shared by all slots once and reuses its KV
-cache for every slot.
+cache for every slot. `SamplingParams.json_schema` constrains decoding to the canonical JSON of
+an enum-valued object schema (engines/json_constraint.py), row by row, so that too is
+batch-independent.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ from anchor_service.engines.base import (
     EngineError,
     GenRequest,
     SamplingParams,
+)
+from anchor_service.engines.json_constraint import (
+    JsonSchemaProcessor,
+    TokenConstraint,
+    build_constraint,
+    token_texts,
 )
 from anchor_service.engines.registry import ModelNotFoundError, resolve_model
 from anchor_service.engines.sampler import KeyedGumbelProcessor
@@ -100,6 +108,9 @@ class HFEngine(TokenizedPrompts):
         self.model = model.to(self.device).eval()
         self.pad_id = self._pad_id()
         self.eos_ids = self._eos_ids()
+        # Built on the first constrained request: the vocabulary's texts, then per schema.
+        self._token_texts: list[str | None] | None = None
+        self._constraints: dict[str, TokenConstraint] = {}
         # Only SamplingParams decide decoding: a checkpoint's own generation defaults
         # (repetition penalty, top-k, ...) would otherwise be merged into every call.
         self.model.generation_config = GenerationConfig(
@@ -156,6 +167,8 @@ class HFEngine(TokenizedPrompts):
         """One completion per request, in request order; sampled tokens keyed by request.key."""
         if not requests:
             return []
+        if params.json_schema is not None:
+            self._json_constraint(params.json_schema)  # an unsupported schema fails before work
         max_new = max(1, min(params.max_tokens, self.spec.max_model_len - 1))
         keep = self.spec.max_model_len - max_new
         prompts = [
@@ -196,6 +209,10 @@ class HFEngine(TokenizedPrompts):
             stop_strings=list(params.stop) or None,
         )
         processors = LogitsProcessorList()
+        if params.json_schema is not None:
+            # Before the keyed sampler: temperature and top-p then see only allowed tokens.
+            constraint = self._json_constraint(params.json_schema)
+            processors.append(JsonSchemaProcessor(constraint, len(prompts), prompt_width=width))
         if params.temperature > 0:
             processors.append(
                 KeyedGumbelProcessor(keys, params.temperature, params.top_p, prompt_width=width)
@@ -212,6 +229,18 @@ class HFEngine(TokenizedPrompts):
             self._completion(row_ids, key, params.stop, max_new)
             for row_ids, key in zip(generated, keys, strict=True)
         ]
+
+    def _json_constraint(self, schema: dict) -> TokenConstraint:
+        """The token constraint of `schema` for this tokenizer (UnsupportedSchemaError if the
+        schema is not an object of enum-valued string properties)."""
+        cache_key = repr(schema)  # property order matters: it is the written order
+        constraint = self._constraints.get(cache_key)
+        if constraint is None:
+            if self._token_texts is None:
+                self._token_texts = token_texts(self.tokenizer)
+            constraint = build_constraint(schema, self._token_texts, self.eos_ids or [self.pad_id])
+            self._constraints[cache_key] = constraint
+        return constraint
 
     def _completion(self, ids: list[int], key: tuple, stop: list[str], max_new: int) -> Completion:
         """Cut a row at its end of sequence or first stop string; say why it ended."""

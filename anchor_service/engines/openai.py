@@ -145,6 +145,17 @@ class OpenAIEngine:
         chat = isinstance(req.prompt, list)
         if chat:
             payload["messages"] = req.prompt
+            if req.prompt and req.prompt[-1].get("role") == "assistant":
+                # A reply started for the model (the debater's answer line): vLLM's server
+                # continues it; the completion is the continuation only, as in local engines.
+                payload["continue_final_message"] = True
+                payload["add_generation_prompt"] = False
+            if params.json_schema is not None:
+                # The completions endpoint has no response_format: text prompts go unconstrained.
+                payload["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "verdicts", "schema": params.json_schema},
+                }
             body = self._post("/chat/completions", payload)
         else:
             payload["prompt"] = req.prompt

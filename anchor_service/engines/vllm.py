@@ -41,6 +41,7 @@ from vllm import LLM, TokensPrompt
 from vllm import SamplingParams as VSamplingParams
 from vllm.lora.request import LoRARequest
 from vllm.platforms import current_platform
+from vllm.sampling_params import StructuredOutputsParams
 
 from anchor_service.config import ModelSpec
 from anchor_service.engines.base import (
@@ -322,9 +323,16 @@ class VLLMEngine(TokenizedPrompts):
             "skip_special_tokens": True,
         }
         sampled = params.temperature > 0
+        # vLLM's structured outputs (xgrammar by default) mask the logits before the sampler
+        # and so before the keyed processor: a keyed draw, temperature and top-p included,
+        # is taken among the allowed tokens only, as in the HF engine. Unlike the HF engine,
+        # any valid JSON spacing is allowed (vLLM's `disable_any_whitespace` is engine-wide).
+        schema = params.json_schema
         vparams = [
             VSamplingParams(
                 **base,
+                # One per request: vLLM records its chosen backend on the object.
+                structured_outputs=None if schema is None else StructuredOutputsParams(json=schema),
                 extra_args=keyed_extra_args(tuple(r.key), params.temperature, params.top_p)
                 if sampled
                 else None,

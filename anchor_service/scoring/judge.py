@@ -1,7 +1,8 @@
 """The LLM judge over an Engine, in probability or generative mode (METHOD.md step 3).
 
 `score` batches: one `choice_probs` call (probability mode) or one `generate` call plus at
-most one repair call (generative mode) for a whole list of items. Empty explanations score 0
+most one repair call (generative mode, decoding constrained to `verdict_schema()` on engines
+that support it) for a whole list of items. Empty explanations score 0
 without any model call. Model output never makes it raise: a verdict that cannot be read
 makes the item `unscored` (counted by the caller, never dropped silently).
 """
@@ -20,6 +21,7 @@ from anchor_service.core.rubric import (
     parse_verdict_json,
     read_probabilities,
     repair_messages,
+    verdict_schema,
 )
 from anchor_service.core.types import (
     CRITERIA,
@@ -158,7 +160,14 @@ class Judge:
         return out
 
     def _generate(self, prompts: list[list[dict]], round_name: str) -> list[str]:
-        params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=self.max_tokens)
+        # The verdict schema constrains decoding where the engine supports it; the reply is
+        # parsed either way, and engines that ignore it still get the repair round.
+        params = SamplingParams(
+            temperature=0.0,
+            top_p=1.0,
+            max_tokens=self.max_tokens,
+            json_schema=verdict_schema(),
+        )
         requests = [
             GenRequest(prompt=p, key=("judge", round_name, i)) for i, p in enumerate(prompts)
         ]
