@@ -442,3 +442,25 @@ def test_embedded_model_writes_verdict_json_under_the_schema(embedded_model_dir)
     batched = engine.generate(reqs, sampled)
     _assert_canonical_verdicts(batched)
     assert engine.generate(reqs[1:], sampled)[0].text == batched[1].text
+
+
+def test_top_p_filter_keeps_the_nucleus_of_every_row_wide_or_narrow():
+    from anchor_service.engines.sampler import top_p_filter
+
+    gen = torch.Generator().manual_seed(0)
+    # row 0 peaked (nucleus in the top tokens), row 1 flat (nucleus wider than the fast path)
+    logits = torch.stack(
+        [torch.randn(5000, generator=gen) * 8, torch.randn(5000, generator=gen) * 0.1]
+    )
+    for top_p in (0.5, 0.9):
+        out = top_p_filter(logits, top_p)
+        for row in range(2):
+            probs = logits[row].softmax(-1)
+            kept = ~torch.isinf(out[row])
+            order = probs.argsort(descending=True)
+            n = int(kept.sum())
+            # the kept tokens are the n most likely, their mass reaches top_p, one fewer's does not
+            assert set(order[:n].tolist()) == set(kept.nonzero().flatten().tolist())
+            assert probs[order[:n]].sum() >= top_p - 1e-5
+            assert probs[order[: n - 1]].sum() < top_p + 1e-5
+    assert int((~torch.isinf(top_p_filter(logits, 0.9)[1])).sum()) > 256

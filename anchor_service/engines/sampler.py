@@ -29,18 +29,39 @@ def gumbel_noise(key: tuple, step: int, size: int) -> torch.Tensor:
     return -torch.log(-torch.log(u))
 
 
-def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Set to -inf every token outside the smallest set whose probability mass reaches top_p."""
-    if top_p >= 1.0:
-        return logits
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-    probs = sorted_logits.softmax(dim=-1)
+# Top-p looks at the most likely tokens first: a row whose nucleus lies within the top
+# _NUCLEUS_K tokens (nearly always, for sampled text) needs no sort of the whole vocabulary.
+_NUCLEUS_K = 256
+
+
+def _top_p_keep_sorted(sorted_probs: torch.Tensor, top_p: float) -> torch.Tensor:
     # A token is dropped when the mass of the tokens ranked above it already reaches top_p;
     # the most likely token always stays.
-    mass_before = probs.cumsum(dim=-1) - probs
-    drop_sorted = mass_before >= top_p
-    drop = torch.zeros_like(drop_sorted).scatter_(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
+    return (sorted_probs.cumsum(dim=-1) - sorted_probs) < top_p
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Set to -inf every token outside the smallest set whose probability mass reaches top_p.
+
+    Exact: rows whose top-`_NUCLEUS_K` tokens hold at least `top_p` of the mass are filtered
+    from those tokens alone (a 49k-token sort of 64 rows cost ~0.25 s per decoding step on 2
+    cores); the other rows take the full sort.
+    """
+    if top_p >= 1.0:
+        return logits
+    probs = logits.softmax(dim=-1)
+    k = min(_NUCLEUS_K, logits.shape[-1])
+    top_probs, top_idx = probs.topk(k, dim=-1)
+    keep = torch.zeros_like(logits, dtype=torch.bool)
+    keep.scatter_(-1, top_idx, _top_p_keep_sorted(top_probs, top_p))
+    wide = top_probs.sum(dim=-1) < top_p
+    if bool(wide.any()):
+        rows = wide.nonzero(as_tuple=True)[0]
+        sorted_probs, order = torch.sort(probs[rows], dim=-1, descending=True)
+        keep[rows] = torch.zeros_like(order, dtype=torch.bool).scatter_(
+            -1, order, _top_p_keep_sorted(sorted_probs, top_p)
+        )
+    return logits.masked_fill(~keep, float("-inf"))
 
 
 def keyed_scores(
