@@ -132,3 +132,24 @@ def serve_tiny_model(
                 ray.shutdown()
 
     return serve
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_left_as_found():
+    """Each test module leaves Ray as it found it: a module whose code started Ray in this
+    process (e.g. a CLI command run in-process) and did not stop it gets it stopped here, so
+    the next module's fixtures start their own cluster. Autouse at module scope, so it is torn
+    down after the module's own fixtures."""
+    import sys
+
+    was_up = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    yield
+    ray = sys.modules.get("ray")
+    if ray is not None and not was_up and ray.is_initialized():
+        from ray import serve
+
+        try:
+            serve.shutdown()
+        except Exception:  # noqa: BLE001 - Serve may not be running; Ray must still stop
+            pass
+        ray.shutdown()
