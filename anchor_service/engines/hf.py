@@ -263,22 +263,6 @@ class HFEngine(TokenizedPrompts):
 
     # --- judge probabilities --------------------------------------------------------------
 
-    def _single_token_ids(self, tokens: list[str]) -> list[int]:
-        bad, ids = [], []
-        for token in tokens:
-            enc = self._encode(token)
-            if len(enc) != 1:
-                bad.append(f"{token!r} -> {len(enc)} ids {enc}")
-            else:
-                ids.append(enc[0])
-        if bad:
-            raise EngineError(
-                f"{self.model_id}: these tokens are not single tokens for its tokenizer: "
-                f"{'; '.join(bad)}. Probability mode reads one next token per choice: pick "
-                "choice tokens that encode to exactly one id, or use generative mode"
-            )
-        return ids
-
     def check_single_tokens(self, tokens: list[str]) -> None:
         """Raise EngineError naming every token that does not encode to exactly one token id."""
         self._single_token_ids(tokens)

@@ -61,3 +61,20 @@ class TokenizedPrompts:
             self.spec.max_model_len,
         )
         return ids[-keep:]
+
+    def _single_token_ids(self, tokens: list[str]) -> list[int]:
+        """The id of each token; EngineError naming every token that is not a single id."""
+        bad, ids = [], []
+        for token in tokens:
+            enc = self._encode(token)
+            if len(enc) != 1:
+                bad.append(f"{token!r} -> {len(enc)} ids {enc}")
+            else:
+                ids.append(enc[0])
+        if bad:
+            raise EngineError(
+                f"{self.model_id}: these tokens are not single tokens for its tokenizer: "
+                f"{'; '.join(bad)}. Probability mode reads one next token per choice: pick "
+                "choice tokens that encode to exactly one id, or use generative mode"
+            )
+        return ids

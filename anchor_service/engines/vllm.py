@@ -366,19 +366,7 @@ class VLLMEngine(TokenizedPrompts):
     # --- judge probabilities --------------------------------------------------------------
 
     def _single_token_ids(self, tokens: list[str]) -> list[int]:
-        bad, ids = [], []
-        for token in tokens:
-            enc = self._encode(token)
-            if len(enc) != 1:
-                bad.append(f"{token!r} -> {len(enc)} ids {enc}")
-            else:
-                ids.append(enc[0])
-        if bad:
-            raise EngineError(
-                f"{self.model_id}: these tokens are not single tokens for its tokenizer: "
-                f"{'; '.join(bad)}. Probability mode reads one next token per choice: pick "
-                "choice tokens that encode to exactly one id, or use generative mode"
-            )
+        ids = super()._single_token_ids(tokens)
         if len(ids) > _MAX_CHOICE_TOKENS:
             raise EngineError(
                 f"{self.model_id}: {len(ids)} choice tokens, vLLM reads at most "
