@@ -277,6 +277,11 @@ class ClusterConfig(Section):
     tasks and Serve's proxy are never starved); ignored when attaching."""
     object_store_memory: int | None = None
     """Object store bytes of a local cluster (None: Ray's default)."""
+    lean: bool = True
+    """Local cluster only: no metrics export (nothing scrapes it: no dashboard locally) and
+    task events reported every 60 s instead of every second. Each Ray process otherwise wakes
+    often enough to cost ~0.5-1% of a core; on a 2-core machine that is taken from the stage
+    actors (docs/DESIGN.md, "Ray overhead on small machines"). Off: Ray's defaults."""
 
 
 class EvalConfig(Section):

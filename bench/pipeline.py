@@ -2,6 +2,8 @@
 
     python -m bench.pipeline [--prompts 32] [--samples 4] [--max-tokens 64] [--repeats 1]
     python -m bench.pipeline --quick      # smoke run on the tiny test model (tests/tiny_model.py)
+    python -m bench.pipeline --model DIR --set pipeline.sample.num_gpus=1 \
+        --set pipeline.judge.num_gpus=1   # on a GPU (DIR: e.g. from bench.random_model)
 
 Run it from the repository root. Both sides run the product's stage classes (SampleStage,
 then JudgeStage on the samples) with the demo config's ModelSpecs, batch sizes and torch
@@ -201,6 +203,8 @@ def bench_config(args: argparse.Namespace) -> RunConfig:
         overrides.append(f"pipeline.sample.batch_size={args.sample_batch}")
     if args.judge_batch:
         overrides.append(f"pipeline.judge.batch_size={args.judge_batch}")
+    # Last, so they win: e.g. pipeline.sample.num_gpus=1 on a GPU machine.
+    overrides += args.set
     return load_config(demo_config_path(), overrides)
 
 
@@ -267,6 +271,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: the demo's 2)")
     p.add_argument("--repeats", type=int, default=1, help="alternate the sides; keep each best")
     p.add_argument("--no-progress", action="store_true", help="Ray Data without progress bars")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="demo-config override, repeatable (GPU: pipeline.sample.num_gpus=1 and "
+        "pipeline.judge.num_gpus=1, or Ray hides the GPU from the actors)",
+    )
     p.add_argument(
         "--quick",
         action="store_true",

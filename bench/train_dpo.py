@@ -1,7 +1,7 @@
 """DPO benchmark: Ray Train (1 worker) vs plain TRL in-process, same pairs, model and threads.
 
     python -m bench.train_dpo [--model smollm2-135m-instruct|PATH] [--pairs 32]
-                              [--threads 2] [--epochs 1]
+                              [--threads 2] [--epochs 1] [--gpu] [--json FILE]
 
 Prints optimizer steps per second of the training loop in each mode (HF's `train_runtime`:
 the same span in both, reference log-probs and model loading excluded), their ratio (goal:
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import tempfile
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--repeats", type=int, default=1, help="alternate the modes; keep each best")
+    p.add_argument("--gpu", action="store_true", help="train on one GPU (both modes)")
+    p.add_argument("--max-length", type=int, default=1024, help="tokens per pair (cut)")
+    p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args(argv)
 
     import torch
@@ -94,8 +98,10 @@ def main(argv: list[str] | None = None) -> None:
             learning_rate=5e-5,
             batch_size=args.batch_size,
             epochs=args.epochs,
+            max_length=args.max_length,
             scaling=TrainScaling(
                 num_workers=1,
+                use_gpu=args.gpu,
                 cpus_per_worker=args.threads,
                 torch_threads=args.threads,
                 # One checkpoint at most: both modes write the same ones.
@@ -118,10 +124,21 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"model: {args.model}; {args.pairs} pairs, batch {args.batch_size}, "
         f"{args.epochs:g} epoch(s), {args.threads} torch threads, best of {args.repeats}"
+        + (f"; GPU: {torch.cuda.get_device_name(0)}" if args.gpu else "")
     )
     print(f"plain TRL in-process: {plain_sps:.3f} steps/s (wall {plain_wall:.1f} s)")
     print(f"Ray Train, 1 worker:  {ray_sps:.3f} steps/s (wall {ray_wall:.1f} s)")
     print(f"ratio Ray / plain: {ray_sps / plain_sps:.2f}x steps/s (goal >= 0.9x)")
+    if args.json:
+        figures = {
+            "args": vars(args),
+            "plain_steps_per_s": plain_sps,
+            "plain_wall_s": plain_wall,
+            "ray_steps_per_s": ray_sps,
+            "ray_wall_s": ray_wall,
+            "ratio": ray_sps / plain_sps,
+        }
+        Path(args.json).write_text(json.dumps(figures, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":

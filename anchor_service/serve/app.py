@@ -16,7 +16,6 @@ replica or anything unexpected is answered 503 with `Retry-After`, never 500.
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -463,28 +462,11 @@ def build_app(args: dict[str, Any]) -> Any:
     return build_application(cfg)
 
 
-def ensure_ray(cfg: RunConfig) -> None:
-    """ray.init once: cluster.address, else RAY_ADDRESS, else a local cluster (cluster.num_cpus)."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING)
-    else:
-        # More logical CPUs than cores: the proxy and controller must never wait for a slot.
-        ray.init(
-            num_cpus=cfg.cluster.num_cpus,
-            object_store_memory=cfg.cluster.object_store_memory,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-        )
-
-
 def start(cfg: RunConfig) -> str:
     """Deploy the application and return its base URL (Serve's HTTP proxy on serve.host:port)."""
-    ensure_ray(cfg)
+    from anchor_service.cluster import ensure_ray
+
+    ensure_ray(cfg.cluster)
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
     serve.run(build_application(cfg), name=cfg.serve.app_name, route_prefix="/")
     host = "127.0.0.1" if cfg.serve.host in ("0.0.0.0", "::") else cfg.serve.host
