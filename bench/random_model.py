@@ -39,6 +39,16 @@ ARCHS: dict[str, dict] = {
         rope_theta=500000.0,
         max_position_embeddings=8192,
     ),
+    # For smoke runs of the GPU scripts on a CPU.
+    "tiny": dict(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        rope_theta=10000.0,
+        max_position_embeddings=2048,
+    ),
     "llama-3.2-1b": dict(
         hidden_size=2048,
         num_hidden_layers=16,

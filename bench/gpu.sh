@@ -1,0 +1,37 @@
+#!/bin/bash
+# GPU figures on one machine with no network (the device machine): Ray Data vs plain loop and
+# Ray Train DPO vs plain TRL, on a random-initialised Llama-3-8B-shaped model (bench.random_model).
+#
+#   bash bench/gpu.sh [ARCH] [OUT]     # ARCH: llama-3-8b (default) or tiny (CPU smoke run)
+#
+# Reads wheels from .gpu/whl (Ray without its Java jars, TRL, datasets, ...: the GPU image has
+# torch, transformers, accelerate, pandas, pyarrow) and the embedded model's tokenizer from
+# .gpu/tok; docs/DESIGN.md says how they were gathered. Figures go to OUT (default $OUT).
+set -u
+ARCH=${1:-llama-3-8b}
+OUT=${2:-${OUT:-/tmp/gpu-out}}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+if [ -d .gpu/whl ] && ! python3 -c "import ray, trl" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .gpu/whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+GPU=--gpu; SET=(--set pipeline.sample.num_gpus=1 --set pipeline.judge.num_gpus=1)
+DEVICE=cuda
+if [ "$ARCH" = tiny ]; then GPU=; SET=(); DEVICE=cpu; fi
+{
+  date; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
+  python3 -c "import sys, torch, transformers, ray, trl, peft, datasets, pyarrow; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'ray', ray.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__)"
+} 2>&1 | tee "$OUT/env.txt"
+M=/tmp/random-$ARCH
+[ -f "$M/config.json" ] || python3 -m bench.random_model --arch "$ARCH" --tokenizer .gpu/tok \
+  --out "$M" --device $DEVICE 2>&1 | tee "$OUT/model.log"
+timeout 240 python3 -m bench.pipeline --model "$M" --prompts 32 --samples 4 --max-tokens 128 \
+  "${SET[@]}" --json "$OUT/pipeline.json" > "$OUT/pipeline.log" 2>&1
+echo "bench.pipeline rc=$?"; grep -A12 "^bench.pipeline," "$OUT/pipeline.log" || tail -30 "$OUT/pipeline.log"
+timeout 200 python3 -m bench.train_dpo --model "$M" $GPU --pairs 64 --batch-size 8 \
+  --json "$OUT/dpo.json" > "$OUT/dpo.log" 2>&1
+echo "bench.train_dpo rc=$?"; grep -A6 "^DPO benchmark" "$OUT/dpo.log" || tail -30 "$OUT/dpo.log"
