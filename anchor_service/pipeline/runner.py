@@ -109,6 +109,38 @@ def _natural(value: Any) -> tuple:
     )
 
 
+def stage_dataset(
+    todo: list[pd.DataFrame],
+    stage_cls: type,
+    ctor_kwargs: dict[str, Any],
+    res: StageResources,
+    placement_kwargs: dict[str, Any],
+) -> Any:
+    """The Ray Dataset that maps `stage_cls` over the planned batches `todo` (not executed).
+
+    One block per planned batch, and batch_size = the largest planned batch: each call gets
+    exactly one planned batch (only the last planned batch is smaller, and it comes last).
+    batch_size=None would mean the same, but Ray Data refuses it for actors that request GPUs.
+    """
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    # Ray Data samples each map worker's USS every second for its memory metrics; that reads
+    # /proc/PID/smaps, 15 ms for a process holding the embedded model (27k lines), i.e. 1.5% of
+    # a core taken from the actor's torch threads on a 2-core machine. Our stages' memory is
+    # the engine's, known in advance: no need.
+    ctx.memory_usage_poll_interval_s = None
+    ds = ray.data.from_pandas([b.reset_index(drop=True) for b in todo])
+    return ds.map_batches(
+        stage_cls,
+        fn_constructor_kwargs=ctor_kwargs,
+        batch_size=max(len(b) for b in todo),
+        batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(size=res.actors),
+        **placement_kwargs,
+    )
+
+
 def _map_with_ray(
     todo: list[pd.DataFrame],
     stage_cls: type,
@@ -123,29 +155,14 @@ def _map_with_ray(
     from anchor_service.cluster import ensure_ray
 
     ensure_ray()
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = progress
-    # Ray Data samples each map worker's USS every second for its memory metrics; that reads
-    # /proc/PID/smaps, 15 ms for a process holding the embedded model (27k lines), i.e. 1.5% of
-    # a core taken from the actor's torch threads on a 2-core machine. Our stages' memory is
-    # the engine's, known in advance: no need.
-    ctx.memory_usage_poll_interval_s = None
-    # One block per planned batch, and batch_size=None: each call gets exactly one planned
-    # batch, and each result is saved as its own part file as soon as it arrives.
-    ds = ray.data.from_pandas([b.reset_index(drop=True) for b in todo])
+    ray.data.DataContext.get_current().enable_progress_bars = progress
     # num_cpus/num_gpus per actor, or a placement group of TP bundles per vLLM actor.
     placement = stage_placement(_engine_spec(ctor_kwargs), res, stage)
-    ds = ds.map_batches(
-        stage_cls,
-        fn_constructor_kwargs=ctor_kwargs,
-        batch_size=None,
-        batch_format="pandas",
-        compute=ray.data.ActorPoolStrategy(size=res.actors),
-        **placement.kwargs,
-    )
     total = sum(len(b) for b in todo)
     written = 0
     try:
+        ds = stage_dataset(todo, stage_cls, ctor_kwargs, res, placement.kwargs)
+        # Each result is saved as its own part file as soon as it arrives.
         for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
             if len(batch) == 0:
                 continue
