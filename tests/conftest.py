@@ -153,3 +153,21 @@ def ray_left_as_found():
         except Exception:  # noqa: BLE001 - Serve may not be running; Ray must still stop
             pass
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_ray(request: pytest.FixtureRequest):
+    """A local Ray cluster (`cluster.ensure_ray`) for a module, stopped after it if it started
+    it here. The module's own classes and functions travel to Ray's workers by value (the
+    workers cannot import test modules)."""
+    import ray
+    from ray import cloudpickle
+
+    from anchor_service.cluster import ensure_ray
+
+    cloudpickle.register_pickle_by_value(request.module)
+    owns = not ray.is_initialized()
+    ensure_ray()
+    yield ray
+    if owns:
+        ray.shutdown()

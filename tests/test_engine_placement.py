@@ -197,24 +197,6 @@ class PlacementProbeReplica:
         return placement_report()
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import sys
-
-    import ray
-    from ray import cloudpickle
-
-    from anchor_service.cluster import ensure_ray
-
-    # Ray's workers cannot import this test module: ship its probes by value.
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    owns = not ray.is_initialized()
-    ensure_ray()
-    yield ray
-    if owns:
-        ray.shutdown()
-
-
 @pytest.mark.ray
 def test_stage_actor_runs_in_a_tp_placement_group_released_after_the_stage(
     local_ray, tmp_path: Path

@@ -34,24 +34,6 @@ class RecordBatch:
         )
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import sys
-
-    import ray
-    from ray import cloudpickle
-
-    from anchor_service.cluster import ensure_ray
-
-    # Ray's workers cannot import this test module: ship the stand-in by value.
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    owns = not ray.is_initialized()
-    ensure_ray()
-    yield ray
-    if owns:
-        ray.shutdown()
-
-
 def _rows(n: int) -> pd.DataFrame:
     return pd.DataFrame({"prompt_id": [f"p/{i}" for i in range(n)]})
 
