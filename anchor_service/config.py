@@ -281,7 +281,8 @@ class ClusterConfig(Section):
     """Local cluster only: no metrics export (nothing scrapes it: no dashboard locally) and
     task events reported every 60 s instead of every second. Each Ray process otherwise wakes
     often enough to cost ~0.5-1% of a core; on a 2-core machine that is taken from the stage
-    actors (docs/DESIGN.md, "Ray overhead on small machines"). Off: Ray's defaults."""
+    actors (docs/DESIGN.md, "Ray overhead on small machines"). Off: Ray's defaults. The HTTP
+    service always starts its local cluster with metrics on (its counters are exported)."""
 
 
 class EvalConfig(Section):

@@ -466,7 +466,9 @@ def start(cfg: RunConfig) -> str:
     """Deploy the application and return its base URL (Serve's HTTP proxy on serve.host:port)."""
     from anchor_service.cluster import ensure_ray
 
-    ensure_ray(cfg.cluster)
+    # The service's counters go to Ray's Prometheus endpoint: a local cluster for it keeps
+    # metrics collection on (`cluster.lean` applies to the pipeline's clusters only).
+    ensure_ray(cfg.cluster.model_copy(update={"lean": False}))
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
     serve.run(build_application(cfg), name=cfg.serve.app_name, route_prefix="/")
     host = "127.0.0.1" if cfg.serve.host in ("0.0.0.0", "::") else cfg.serve.host
