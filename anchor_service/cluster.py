@@ -21,8 +21,10 @@ LEAN_SYSTEM_CONFIG = {
 
 # Ray starts worker processes at niceness 15, below the driver, raylet and GCS; on a machine
 # whose cores the stage actors and training workers fill, that leaves cores idle (measured on
-# 2 cores: Ray Train DPO at 0.66-0.77x plain TRL with niceness 15, 0.94x with 0). Local
-# clusters, pipeline and service alike, run workers at the driver's priority.
+# 2 cores: Ray Train DPO at 0.66-0.77x plain TRL with niceness 15; 0.94x in one run with
+# RAY_worker_niceness=0, 0.69x in one run through this setting: not yet shown to help, see
+# bench/RESULTS.md). Local clusters, pipeline and service alike, run workers at the driver's
+# priority.
 LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
 
 
