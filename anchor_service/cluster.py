@@ -19,12 +19,12 @@ LEAN_SYSTEM_CONFIG = {
 }
 
 
-# Ray starts worker processes at niceness 15, below the driver, raylet and GCS; on a machine
-# whose cores the stage actors and training workers fill, that leaves cores idle (measured on
-# 2 cores: Ray Train DPO at 0.66-0.77x plain TRL with niceness 15; 0.94x in one run with
-# RAY_worker_niceness=0, 0.69x in one run through this setting: not yet shown to help, see
-# bench/RESULTS.md). Local clusters, pipeline and service alike, run workers at the driver's
-# priority.
+# Ray starts worker processes at niceness 15, below the driver, raylet and GCS. On a local
+# cluster the workers are the work (stage actors, training workers), so they run at the
+# driver's priority. Measured on 2 cores (session 4): the Ray Train worker does run at 0
+# through this setting, and on an otherwise idle machine priority made no measurable
+# difference (renicing every other Ray process to 19 during training: 59.5 vs 60.0 s); it
+# matters when other work shares the machine. `ray start` clusters keep Ray's default.
 LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
 
 

@@ -6,7 +6,8 @@
 Prints optimizer steps per second of the training loop in each mode (HF's `train_runtime`:
 the same span in both, reference log-probs and model loading excluded), their ratio (goal:
 Ray >= 0.9x plain), and the end-to-end wall time of each (Ray's includes starting the
-cluster, the controller and the worker).
+cluster, the controller and the worker). Each mode runs in a fresh Python process, plain then
+Ray, `--repeats` rounds; the ratio is given best vs best and as the median of the rounds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import datetime
 import json
 import os
 import platform
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,7 +69,9 @@ def run_plain(
 
 
 def run_ray(pairs: list[dict], model_dir: Path, cfg: DPOConfig, work: Path) -> tuple[float, float]:
-    """(steps/s of the training loop, wall seconds) of `train_dpo` on one Ray Train worker."""
+    """(steps/s of the training loop, wall seconds) of `train_dpo` on one Ray Train worker.
+
+    Wall time includes starting the local cluster, the controller and the worker."""
     t0 = time.perf_counter()
     out = train_dpo(pairs, model_dir, work / "out", cfg, 0, work / "storage")
     wall = time.perf_counter() - t0
@@ -73,48 +79,83 @@ def run_ray(pairs: list[dict], model_dir: Path, cfg: DPOConfig, work: Path) -> t
     return summary["global_step"] / summary["train_runtime_s"], wall
 
 
+def run_mode(mode: str, args: argparse.Namespace, work: Path) -> tuple[float, float]:
+    """(steps/s, wall s) of one mode, in this process."""
+    from anchor_service.engines.registry import resolve_model
+
+    model_dir = resolve_model(args.model)
+    pairs = bench_pairs(model_dir, args.pairs)
+    cfg = DPOConfig(
+        learning_rate=5e-5,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        max_length=args.max_length,
+        scaling=TrainScaling(
+            num_workers=1,
+            use_gpu=args.gpu,
+            cpus_per_worker=args.threads,
+            torch_threads=args.threads,
+            # One checkpoint at most: both modes write the same ones.
+            save_steps=10_000,
+        ),
+    )
+    run = run_plain if mode == "plain" else run_ray
+    return run(pairs, model_dir, cfg, work)
+
+
+def run_in_fresh_process(mode: str, argv: list[str], work: Path) -> tuple[float, float]:
+    """One mode in a new Python process: neither mode inherits the other's memory or threads."""
+    result = work / f"{mode}.json"
+    cmd = [sys.executable, "-m", "bench.train_dpo", *argv, "--only", mode, "--result", str(result)]
+    subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parent.parent)
+    sps, wall = json.loads(result.read_text(encoding="utf-8"))
+    return sps, wall
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m-instruct", help="registry key or model dir")
     p.add_argument("--pairs", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=1, help="alternate the modes; keep each best")
+    p.add_argument("--repeats", type=int, default=3, help="rounds of plain then Ray")
+    p.add_argument("--ray-first", action="store_true", help="each round: Ray, then plain")
     p.add_argument("--gpu", action="store_true", help="train on one GPU (both modes)")
     p.add_argument("--max-length", type=int, default=1024, help="tokens per pair (cut)")
     p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--only", choices=["plain", "ray"], help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+
+    if args.only:  # a child of the loop below
+        with tempfile.TemporaryDirectory(prefix=f"bench-dpo-{args.only}-") as tmp:
+            figures = run_mode(args.only, args, Path(tmp))
+        Path(args.result).write_text(json.dumps(figures), encoding="utf-8")
+        return
 
     import torch
 
-    from anchor_service.engines.registry import resolve_model
-
+    child_argv = [a for a in argv if a not in ("--json", args.json)]
+    rounds = []
     with tempfile.TemporaryDirectory(prefix="bench-dpo-") as tmp:
-        work = Path(tmp)
-        model_dir = resolve_model(args.model)
-        pairs = bench_pairs(model_dir, args.pairs)
-        cfg = DPOConfig(
-            learning_rate=5e-5,
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            max_length=args.max_length,
-            scaling=TrainScaling(
-                num_workers=1,
-                use_gpu=args.gpu,
-                cpus_per_worker=args.threads,
-                torch_threads=args.threads,
-                # One checkpoint at most: both modes write the same ones.
-                save_steps=10_000,
-            ),
-        )
-        plain, ray = [], []
         for r in range(args.repeats):
-            # Separate dirs: a Ray run with the same name would resume the finished one.
-            plain.append(run_plain(pairs, model_dir, cfg, work / f"plain-{r}"))
-            ray.append(run_ray(pairs, model_dir, cfg, work / f"ray-{r}"))
-        plain_sps, plain_wall = max(plain)
-        ray_sps, ray_wall = max(ray)
+            if args.ray_first:
+                ray = run_in_fresh_process("ray", child_argv, Path(tmp))
+                plain = run_in_fresh_process("plain", child_argv, Path(tmp))
+            else:
+                plain = run_in_fresh_process("plain", child_argv, Path(tmp))
+                ray = run_in_fresh_process("ray", child_argv, Path(tmp))
+            rounds.append((plain, ray))
+            print(
+                f"round {r + 1}: plain {plain[0]:.3f} steps/s, Ray {ray[0]:.3f} steps/s "
+                f"({ray[0] / plain[0]:.2f}x)",
+                flush=True,
+            )
+    ratios = [ray[0] / plain[0] for plain, ray in rounds]
+    best_plain = max(plain for plain, _ in rounds)
+    best_ray = max(ray for _, ray in rounds)
 
     print(f"DPO benchmark, {datetime.datetime.now().isoformat(timespec='seconds')}")
     print(
@@ -123,20 +164,34 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"model: {args.model}; {args.pairs} pairs, batch {args.batch_size}, "
-        f"{args.epochs:g} epoch(s), {args.threads} torch threads, best of {args.repeats}"
+        f"{args.epochs:g} epoch(s), {args.threads} torch threads, {args.repeats} round(s), "
+        "each mode in a fresh process, "
+        + ("Ray first" if args.ray_first else "plain first")
         + (f"; GPU: {torch.cuda.get_device_name(0)}" if args.gpu else "")
     )
-    print(f"plain TRL in-process: {plain_sps:.3f} steps/s (wall {plain_wall:.1f} s)")
-    print(f"Ray Train, 1 worker:  {ray_sps:.3f} steps/s (wall {ray_wall:.1f} s)")
-    print(f"ratio Ray / plain: {ray_sps / plain_sps:.2f}x steps/s (goal >= 0.9x)")
+    print(f"plain TRL in-process: {best_plain[0]:.3f} steps/s best (wall {best_plain[1]:.1f} s)")
+    print(f"Ray Train, 1 worker:  {best_ray[0]:.3f} steps/s best (wall {best_ray[1]:.1f} s)")
+    print(
+        f"ratio Ray / plain: {best_ray[0] / best_plain[0]:.2f}x best vs best, "
+        f"{statistics.median(ratios):.2f}x median of rounds "
+        f"({', '.join(f'{x:.2f}' for x in ratios)}) (goal >= 0.9x)"
+    )
     if args.json:
         figures = {
             "args": vars(args),
-            "plain_steps_per_s": plain_sps,
-            "plain_wall_s": plain_wall,
-            "ray_steps_per_s": ray_sps,
-            "ray_wall_s": ray_wall,
-            "ratio": ray_sps / plain_sps,
+            "rounds": [
+                {
+                    "plain_steps_per_s": pl[0],
+                    "plain_wall_s": pl[1],
+                    "ray_steps_per_s": ry[0],
+                    "ray_wall_s": ry[1],
+                }
+                for pl, ry in rounds
+            ],
+            "plain_steps_per_s": best_plain[0],
+            "ray_steps_per_s": best_ray[0],
+            "ratio": best_ray[0] / best_plain[0],
+            "median_round_ratio": statistics.median(ratios),
         }
         Path(args.json).write_text(json.dumps(figures, indent=2), encoding="utf-8")
 

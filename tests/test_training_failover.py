@@ -79,6 +79,7 @@ def test_worker_crash_resumes_from_last_checkpoint_and_finishes(
     assert marker.read_text() == "died at step 3 after 1 checkpoint(s)"
     summary = ray_trainer.read_summary(out)
     assert summary["world_size"] == 2
+    assert summary["model_wrapper"] == "DistributedDataParallel"
     assert summary["resumed_from_step"] == 2
     assert summary["global_step"] == 4
     assert AutoModelForCausalLM.from_pretrained(out) is not None

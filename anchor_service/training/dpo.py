@@ -168,7 +168,7 @@ def pairs_dataset(rows: list[dict[str, str]], data_dir: Path) -> Any:
 def _dpo_worker(config: dict[str, Any]) -> None:
     """The Ray Train loop of one DPO worker; rank 0 writes the adapter (and merged weights)."""
     cfg = DPOConfig.model_validate(config["cfg"])
-    ray_trainer.worker_threads(cfg.scaling)
+    ray_trainer.worker_setup(cfg.scaling)
     trainer = build_dpo_trainer(
         pairs_dataset(config["rows"], Path(config["data_dir"])),
         Path(config["sft_model_dir"]),

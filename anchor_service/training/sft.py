@@ -97,7 +97,7 @@ def build_sft_trainer(
 def _sft_worker(config: dict[str, Any]) -> None:
     """The Ray Train loop of one SFT worker; rank 0 writes the merged model."""
     cfg = SFTConfig.model_validate(config["cfg"])
-    ray_trainer.worker_threads(cfg.scaling)
+    ray_trainer.worker_setup(cfg.scaling)
     trainer = build_sft_trainer(
         config["rows"],
         Path(config["base_model_dir"]),
