@@ -32,6 +32,6 @@ M=/tmp/random-$ARCH
 timeout 200 python3 -m bench.pipeline --model "$M" --prompts 32 --samples 4 --max-tokens 128 \
   "${SET[@]}" --json "$OUT/pipeline.json" > "$OUT/pipeline.log" 2>&1
 echo "bench.pipeline rc=$?"; grep -A12 "^bench.pipeline," "$OUT/pipeline.log" || tail -30 "$OUT/pipeline.log"
-timeout 260 python3 -m bench.train_dpo --model "$M" $GPU --pairs 64 --batch-size 8 \
+timeout 260 python3 -m bench.train_dpo --model "$M" $GPU --pairs 64 --batch-size 8 --repeats 1 \
   --json "$OUT/dpo.json" > "$OUT/dpo.log" 2>&1
 echo "bench.train_dpo rc=$?"; grep -A6 "^DPO benchmark" "$OUT/dpo.log" || tail -30 "$OUT/dpo.log"
