@@ -54,8 +54,8 @@ def bench_pairs(model_dir: Path, n: int) -> list[dict]:
 
 def run_plain(
     pairs: list[dict], model_dir: Path, cfg: DPOConfig, work: Path
-) -> tuple[float, float]:
-    """(steps/s of the training loop, wall seconds) of TRL's DPOTrainer in this process."""
+) -> tuple[float, float, list[float]]:
+    """(steps/s of the training loop, wall seconds, seconds per step) of TRL's DPOTrainer here."""
     from transformers import AutoTokenizer
 
     t0 = time.perf_counter()
@@ -64,23 +64,28 @@ def run_plain(
     trainer = build_dpo_trainer(
         pairs_dataset(rows, work / "data"), model_dir, cfg, 0, str(work / "out")
     )
+    timer = ray_trainer.step_timer()
+    trainer.add_callback(timer)
     out = trainer.train()
-    return trainer.state.global_step / out.metrics["train_runtime"], time.perf_counter() - t0
+    sps = trainer.state.global_step / out.metrics["train_runtime"]
+    return sps, time.perf_counter() - t0, timer.seconds
 
 
-def run_ray(pairs: list[dict], model_dir: Path, cfg: DPOConfig, work: Path) -> tuple[float, float]:
-    """(steps/s of the training loop, wall seconds) of `train_dpo` on one Ray Train worker.
+def run_ray(
+    pairs: list[dict], model_dir: Path, cfg: DPOConfig, work: Path
+) -> tuple[float, float, list[float]]:
+    """(steps/s of the training loop, wall seconds, seconds per step) of `train_dpo`, 1 worker.
 
     Wall time includes starting the local cluster, the controller and the worker."""
     t0 = time.perf_counter()
     out = train_dpo(pairs, model_dir, work / "out", cfg, 0, work / "storage")
     wall = time.perf_counter() - t0
     summary = ray_trainer.read_summary(out)
-    return summary["global_step"] / summary["train_runtime_s"], wall
+    return summary["global_step"] / summary["train_runtime_s"], wall, summary["step_seconds"]
 
 
-def run_mode(mode: str, args: argparse.Namespace, work: Path) -> tuple[float, float]:
-    """(steps/s, wall s) of one mode, in this process."""
+def run_mode(mode: str, args: argparse.Namespace, work: Path) -> tuple[float, float, list[float]]:
+    """(steps/s, wall s, seconds per step) of one mode, in this process."""
     from anchor_service.engines.registry import resolve_model
 
     model_dir = resolve_model(args.model)
@@ -103,13 +108,15 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path) -> tuple[float, fl
     return run(pairs, model_dir, cfg, work)
 
 
-def run_in_fresh_process(mode: str, argv: list[str], work: Path) -> tuple[float, float]:
+def run_in_fresh_process(
+    mode: str, argv: list[str], work: Path
+) -> tuple[float, float, list[float]]:
     """One mode in a new Python process: neither mode inherits the other's memory or threads."""
     result = work / f"{mode}.json"
     cmd = [sys.executable, "-m", "bench.train_dpo", *argv, "--only", mode, "--result", str(result)]
     subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parent.parent)
-    sps, wall = json.loads(result.read_text(encoding="utf-8"))
-    return sps, wall
+    sps, wall, steps = json.loads(result.read_text(encoding="utf-8"))
+    return sps, wall, steps
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -150,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
             rounds.append((plain, ray))
             print(
                 f"round {r + 1}: plain {plain[0]:.3f} steps/s, Ray {ray[0]:.3f} steps/s "
-                f"({ray[0] / plain[0]:.2f}x)",
+                f"({ray[0] / plain[0]:.2f}x); seconds per step plain {plain[2]}, Ray {ray[2]}",
                 flush=True,
             )
     ratios = [ray[0] / plain[0] for plain, ray in rounds]
@@ -183,8 +190,10 @@ def main(argv: list[str] | None = None) -> None:
                 {
                     "plain_steps_per_s": pl[0],
                     "plain_wall_s": pl[1],
+                    "plain_step_s": pl[2],
                     "ray_steps_per_s": ry[0],
                     "ray_wall_s": ry[1],
+                    "ray_step_s": ry[2],
                 }
                 for pl, ry in rounds
             ],

@@ -159,6 +159,7 @@ def test_dpo_writes_adapter_that_raises_mean_margin(
     assert summary["kind"] == "dpo" and summary["pairs"] == 16 and summary["global_step"] == 4
     # One worker trains as one process: no DDP wrapper over a world of one.
     assert summary["world_size"] == 1 and "Distributed" not in summary["model_wrapper"]
+    assert len(summary["step_seconds"]) == 4 and all(t > 0 for t in summary["step_seconds"])
 
     margins = implicit_reward_margins(out, random_model_dir, pairs, cfg.beta)
     assert len(margins) == 16

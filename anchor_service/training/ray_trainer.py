@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -236,6 +237,8 @@ def run_hf_trainer(trainer: Any) -> dict[str, Any]:
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 
     trainer.add_callback(RayTrainReportCallback())
+    timer = step_timer()
+    trainer.add_callback(timer)
     trainer = prepare_trainer(trainer)
     with resume_checkpoint() as hf_dir:
         resumed_from_step = 0
@@ -251,11 +254,33 @@ def run_hf_trainer(trainer: Any) -> dict[str, Any]:
         "global_step": int(trainer.state.global_step),
         "resumed_from_step": resumed_from_step,
         "world_size": context.get_world_size(),
+        # Wall seconds of each optimizer step of this attempt (warm-up vs steady state).
+        "step_seconds": timer.seconds,
         # DistributedDataParallel with several workers; the bare model with one.
         "model_wrapper": type(trainer.model_wrapped).__name__,
         "train_runtime_s": float(output.metrics.get("train_runtime", 0.0)),
         "train_loss": float(output.metrics.get("train_loss", float("nan"))),
     }
+
+
+def step_timer() -> Any:
+    """A TrainerCallback that keeps the wall seconds of each optimizer step in `.seconds`."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.seconds: list[float] = []
+            self._start: float | None = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self._start is not None:
+                self.seconds.append(round(time.perf_counter() - self._start, 3))
+                self._start = None
+
+    return StepTimer()
 
 
 def is_rank_zero() -> bool:
