@@ -144,16 +144,18 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    child_argv = [a for a in argv if a not in ("--json", args.json)]
+    # The children get the run's settings; only the parent writes --json.
+    child_argv = [
+        a
+        for i, a in enumerate(argv)
+        if not a.startswith("--json") and (i == 0 or argv[i - 1] != "--json")
+    ]
     rounds = []
     with tempfile.TemporaryDirectory(prefix="bench-dpo-") as tmp:
         for r in range(args.repeats):
-            if args.ray_first:
-                ray = run_in_fresh_process("ray", child_argv, Path(tmp))
-                plain = run_in_fresh_process("plain", child_argv, Path(tmp))
-            else:
-                plain = run_in_fresh_process("plain", child_argv, Path(tmp))
-                ray = run_in_fresh_process("ray", child_argv, Path(tmp))
+            order = ("ray", "plain") if args.ray_first else ("plain", "ray")
+            result = {mode: run_in_fresh_process(mode, child_argv, Path(tmp)) for mode in order}
+            plain, ray = result["plain"], result["ray"]
             rounds.append((plain, ray))
             print(
                 f"round {r + 1}: plain {plain[0]:.3f} steps/s, Ray {ray[0]:.3f} steps/s "
