@@ -25,7 +25,22 @@ LEAN_SYSTEM_CONFIG = {
 # through this setting, and on an otherwise idle machine priority made no measurable
 # difference (renicing every other Ray process to 19 during training: 59.5 vs 60.0 s); it
 # matters when other work shares the machine. `ray start` clusters keep Ray's default.
-LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
+#
+# Every Ray Python worker wakes 100 times a second (the core worker's signal check, fixed at
+# 10 ms), idle or not, and on 2 cores each wake-up takes a core from training or sampling. Ray
+# prestarts one idle worker per CPU for the first driver; they then idle through the run. A
+# local cluster starts workers on demand instead. With the preemption watcher (below) gone as
+# well, measured on 2 cores (SmolLM2 DPO on Ray Train, 32 pairs): 1,990 -> 1,090 wake-ups/s
+# machine-wide, 51.4 -> 49.6 s for the 8 steps.
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0, "prestart_worker_first_driver": False}
+
+# Ray Train settings of a local cluster, set in the driver's environment unless set there
+# already (Ray Train passes them on to its controller and workers). The preemption watcher is
+# an actor that polls the cluster for nodes about to be preempted (spot instances); a local
+# cluster has one node, which is not preempted.
+LOCAL_TRAIN_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+# With `lean` (metrics collection off), Ray Train's metrics callbacks have nowhere to report.
+LEAN_TRAIN_ENV = {"RAY_TRAIN_METRICS_ENABLED": "0"}
 
 
 def quiet_worker_logs() -> None:
@@ -56,6 +71,8 @@ def ensure_ray(cfg: ClusterConfig | None = None) -> None:
         ray.init(address=address, **kwargs)
         return
     log.info("starting a local Ray cluster with %s logical CPUs", cfg.num_cpus)
+    for key, value in (LOCAL_TRAIN_ENV | (LEAN_TRAIN_ENV if cfg.lean else {})).items():
+        os.environ.setdefault(key, value)
     ray.init(
         num_cpus=cfg.num_cpus,
         object_store_memory=cfg.object_store_memory,

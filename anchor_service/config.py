@@ -30,6 +30,23 @@ class Section(BaseModel):
         extra="forbid", validate_assignment=True, use_attribute_docstrings=True
     )
 
+    def result_dump(self) -> dict[str, Any]:
+        """model_dump without the fields that cannot change a stage's output (performance
+        knobs marked `RESULT_NEUTRAL`): what a stage's fingerprint covers, so that adding or
+        changing such a knob does not redo finished stages."""
+        out = self.model_dump()
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if (field.json_schema_extra or {}).get("result_neutral"):
+                del out[name]
+            elif isinstance(value, Section):
+                out[name] = value.result_dump()
+        return out
+
+
+# Field(json_schema_extra=RESULT_NEUTRAL): the field cannot change what a stage computes.
+RESULT_NEUTRAL = {"result_neutral": True}
+
 
 class DemoTaskConfig(Section):
     n_train: int = Field(100, ge=1)
@@ -192,6 +209,11 @@ class TrainScaling(Section):
     """Checkpoints kept by Ray Train."""
     save_steps: int = Field(20, ge=1)
     """Optimizer steps between checkpoints."""
+    reuse_freed_memory: bool = Field(True, json_schema_extra=RESULT_NEUTRAL)
+    """CPU training: the worker's allocator keeps freed memory for reuse instead of mapping
+    fresh zeroed pages for every large tensor (glibc MALLOC_MMAP_MAX_=0 and a high trim
+    threshold; docs/DESIGN.md). Peak resident memory stays allocated until the run ends.
+    Ignored with `use_gpu`."""
 
 
 class SFTConfig(Section):

@@ -3,6 +3,7 @@
 # Ray Train DPO vs plain TRL, on a random-initialised Llama-3-8B-shaped model (bench.random_model).
 #
 #   bash bench/gpu.sh [ARCH] [OUT]     # ARCH: llama-3-8b (default) or tiny (CPU smoke run)
+#   BENCHES="dpo" DPO_TIMEOUT=420 DPO_ARGS="--pairs 128" bash bench/gpu.sh   # one bench, more time
 #
 # Reads wheels from .gpu/whl (Ray without its Java jars, TRL, datasets, ...: the GPU image has
 # torch, transformers, accelerate, pandas, pyarrow) and the embedded model's tokenizer from
@@ -29,9 +30,14 @@ if [ "$ARCH" = tiny ]; then GPU=; SET=(); DEVICE=cpu; fi
 M=/tmp/random-$ARCH
 [ -f "$M/config.json" ] || python3 -m bench.random_model --arch "$ARCH" --tokenizer .gpu/tok \
   --out "$M" --device $DEVICE 2>&1 | tee "$OUT/model.log"
+BENCHES=${BENCHES:-pipeline dpo}
+if [[ " $BENCHES " == *" pipeline "* ]]; then
 timeout 200 python3 -m bench.pipeline --model "$M" --prompts 32 --samples 4 --max-tokens 128 \
   "${SET[@]}" --json "$OUT/pipeline.json" > "$OUT/pipeline.log" 2>&1
 echo "bench.pipeline rc=$?"; grep -A12 "^bench.pipeline," "$OUT/pipeline.log" || tail -30 "$OUT/pipeline.log"
-timeout 260 python3 -m bench.train_dpo --model "$M" $GPU --pairs 64 --batch-size 8 --repeats 1 \
+fi
+if [[ " $BENCHES " == *" dpo "* ]]; then
+timeout "${DPO_TIMEOUT:-260}" python3 -m bench.train_dpo --model "$M" $GPU --pairs 64 --batch-size 8 --repeats 1 ${DPO_ARGS:-} \
   --json "$OUT/dpo.json" > "$OUT/dpo.log" 2>&1
 echo "bench.train_dpo rc=$?"; grep -A6 "^DPO benchmark" "$OUT/dpo.log" || tail -30 "$OUT/dpo.log"
+fi

@@ -6,8 +6,14 @@
 Prints optimizer steps per second of the training loop in each mode (HF's `train_runtime`:
 the same span in both, reference log-probs and model loading excluded), their ratio (goal:
 Ray >= 0.9x plain), and the end-to-end wall time of each (Ray's includes starting the
-cluster, the controller and the worker). Each mode runs in a fresh Python process, plain then
-Ray, `--repeats` rounds; the ratio is given best vs best and as the median of the rounds.
+cluster, the controller and the worker). Each mode runs in a fresh Python process, `--repeats`
+rounds; the ratio is given best vs best and as the median of the rounds. The modes:
+
+- `plain`: TRL's DPOTrainer in a bare process with the allocator settings that the product
+  gives its training workers (`ray_trainer.allocator_env`): the ratio to it is what Ray costs.
+- `plain-defaults` (CPU only): the same with glibc's defaults, i.e. TRL as one runs it by
+  hand: the ratio to it is what a user gains or loses by training through the product.
+- `ray`: `train_dpo`, the product's Ray Train path.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from anchor_service.core.prompts import explain_prompt
 from anchor_service.data.demo import demo_response, generate_demo
 from anchor_service.training import ray_trainer
 from anchor_service.training.dpo import build_dpo_trainer, dpo_rows, pairs_dataset, train_dpo
+
+MODES = ("plain-defaults", "plain", "ray")
 
 
 def bench_pairs(model_dir: Path, n: int) -> list[dict]:
@@ -84,13 +92,8 @@ def run_ray(
     return summary["global_step"] / summary["train_runtime_s"], wall, summary["step_seconds"]
 
 
-def run_mode(mode: str, args: argparse.Namespace, work: Path) -> tuple[float, float, list[float]]:
-    """(steps/s, wall s, seconds per step) of one mode, in this process."""
-    from anchor_service.engines.registry import resolve_model
-
-    model_dir = resolve_model(args.model)
-    pairs = bench_pairs(model_dir, args.pairs)
-    cfg = DPOConfig(
+def bench_config(args: argparse.Namespace) -> DPOConfig:
+    return DPOConfig(
         learning_rate=5e-5,
         batch_size=args.batch_size,
         epochs=args.epochs,
@@ -104,19 +107,45 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path) -> tuple[float, fl
             save_steps=10_000,
         ),
     )
-    run = run_plain if mode == "plain" else run_ray
-    return run(pairs, model_dir, cfg, work)
+
+
+def run_mode(mode: str, args: argparse.Namespace, work: Path) -> tuple[float, float, list[float]]:
+    """(steps/s, wall s, seconds per step) of one mode, in this process."""
+    from anchor_service.engines.registry import resolve_model
+
+    model_dir = resolve_model(args.model)
+    pairs = bench_pairs(model_dir, args.pairs)
+    run = run_ray if mode == "ray" else run_plain
+    return run(pairs, model_dir, bench_config(args), work)
+
+
+def mode_env(mode: str, args: argparse.Namespace) -> dict[str, str]:
+    """Environment of a mode's process (glibc reads its malloc settings at start)."""
+    allocator = ray_trainer.allocator_env(bench_config(args).scaling)
+    env = {k: v for k, v in os.environ.items() if mode != "plain-defaults" or k not in allocator}
+    # The Ray side's workers get the allocator settings through their runtime_env, as in
+    # the product; its driver process does not train.
+    return env | allocator if mode == "plain" else env
 
 
 def run_in_fresh_process(
-    mode: str, argv: list[str], work: Path
+    mode: str, argv: list[str], work: Path, env: dict[str, str]
 ) -> tuple[float, float, list[float]]:
     """One mode in a new Python process: neither mode inherits the other's memory or threads."""
     result = work / f"{mode}.json"
     cmd = [sys.executable, "-m", "bench.train_dpo", *argv, "--only", mode, "--result", str(result)]
-    subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parent.parent)
+    subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parent.parent, env=env)
     sps, wall, steps = json.loads(result.read_text(encoding="utf-8"))
     return sps, wall, steps
+
+
+def ratio_line(label: str, rounds: list[dict], ray_best: float, base: str) -> str:
+    best = max(r[base][0] for r in rounds)
+    ratios = [r["ray"][0] / r[base][0] for r in rounds]
+    return (
+        f"{label}: {ray_best / best:.2f}x best vs best, {statistics.median(ratios):.2f}x "
+        f"median of rounds ({', '.join(f'{x:.2f}' for x in ratios)})"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,12 +156,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=3, help="rounds of plain then Ray")
+    p.add_argument("--repeats", type=int, default=3, help="rounds of every mode")
     p.add_argument("--ray-first", action="store_true", help="each round: Ray, then plain")
     p.add_argument("--gpu", action="store_true", help="train on one GPU (both modes)")
     p.add_argument("--max-length", type=int, default=1024, help="tokens per pair (cut)")
     p.add_argument("--json", help="also write the figures to this file")
-    p.add_argument("--only", choices=["plain", "ray"], help=argparse.SUPPRESS)
+    p.add_argument("--only", choices=MODES, help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -150,21 +179,24 @@ def main(argv: list[str] | None = None) -> None:
         for i, a in enumerate(argv)
         if not a.startswith("--json") and (i == 0 or argv[i - 1] != "--json")
     ]
-    rounds = []
+    # On a GPU glibc's settings do not apply (ray_trainer.allocator_env): one plain mode.
+    modes = [m for m in MODES if not (args.gpu and m == "plain-defaults")]
+    if args.ray_first:
+        modes = modes[-1:] + modes[:-1]
+    rounds: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-dpo-") as tmp:
         for r in range(args.repeats):
-            order = ("ray", "plain") if args.ray_first else ("plain", "ray")
-            result = {mode: run_in_fresh_process(mode, child_argv, Path(tmp)) for mode in order}
-            plain, ray = result["plain"], result["ray"]
-            rounds.append((plain, ray))
+            res = {
+                m: run_in_fresh_process(m, child_argv, Path(tmp), mode_env(m, args)) for m in modes
+            }
+            rounds.append(res)
+            line = ", ".join(f"{m} {res[m][0]:.3f} steps/s" for m in modes)
             print(
-                f"round {r + 1}: plain {plain[0]:.3f} steps/s, Ray {ray[0]:.3f} steps/s "
-                f"({ray[0] / plain[0]:.2f}x); seconds per step plain {plain[2]}, Ray {ray[2]}",
+                f"round {r + 1}: {line}; Ray / plain {res['ray'][0] / res['plain'][0]:.2f}x; "
+                + "; ".join(f"seconds per step {m} {res[m][2]}" for m in modes),
                 flush=True,
             )
-    ratios = [ray[0] / plain[0] for plain, ray in rounds]
-    best_plain = max(plain for plain, _ in rounds)
-    best_ray = max(ray for _, ray in rounds)
+    best = {m: max(r[m] for r in rounds) for m in modes}
 
     print(f"DPO benchmark, {datetime.datetime.now().isoformat(timespec='seconds')}")
     print(
@@ -174,36 +206,44 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"model: {args.model}; {args.pairs} pairs, batch {args.batch_size}, "
         f"{args.epochs:g} epoch(s), {args.threads} torch threads, {args.repeats} round(s), "
-        "each mode in a fresh process, "
-        + ("Ray first" if args.ray_first else "plain first")
+        f"each mode in a fresh process, in the order {', '.join(modes)}"
         + (f"; GPU: {torch.cuda.get_device_name(0)}" if args.gpu else "")
     )
-    print(f"plain TRL in-process: {best_plain[0]:.3f} steps/s best (wall {best_plain[1]:.1f} s)")
-    print(f"Ray Train, 1 worker:  {best_ray[0]:.3f} steps/s best (wall {best_ray[1]:.1f} s)")
-    print(
-        f"ratio Ray / plain: {best_ray[0] / best_plain[0]:.2f}x best vs best, "
-        f"{statistics.median(ratios):.2f}x median of rounds "
-        f"({', '.join(f'{x:.2f}' for x in ratios)}) (goal >= 0.9x)"
-    )
+    labels = {
+        "plain-defaults": "plain TRL, glibc defaults:",
+        "plain": "plain TRL, worker allocator:",
+        "ray": "Ray Train, 1 worker:",
+    }
+    for m in modes:
+        print(f"{labels[m]:30s}{best[m][0]:.3f} steps/s best (wall {best[m][1]:.1f} s)")
+    print(ratio_line("ratio Ray / plain", rounds, best["ray"][0], "plain") + " (goal >= 0.9x)")
+    if "plain-defaults" in modes:
+        print(
+            ratio_line(
+                "ratio Ray / plain with glibc defaults", rounds, best["ray"][0], "plain-defaults"
+            )
+        )
     if args.json:
         figures = {
             "args": vars(args),
+            "modes": modes,
             "rounds": [
                 {
-                    "plain_steps_per_s": pl[0],
-                    "plain_wall_s": pl[1],
-                    "plain_step_s": pl[2],
-                    "ray_steps_per_s": ry[0],
-                    "ray_wall_s": ry[1],
-                    "ray_step_s": ry[2],
+                    f"{m}_{k}": res[m][i]
+                    for m in modes
+                    for i, k in enumerate(("steps_per_s", "wall_s", "step_s"))
                 }
-                for pl, ry in rounds
+                for res in rounds
             ],
-            "plain_steps_per_s": best_plain[0],
-            "ray_steps_per_s": best_ray[0],
-            "ratio": best_ray[0] / best_plain[0],
-            "median_round_ratio": statistics.median(ratios),
+            **{f"{m}_steps_per_s": best[m][0] for m in modes},
+            "ratio": best["ray"][0] / best["plain"][0],
+            "median_round_ratio": statistics.median(r["ray"][0] / r["plain"][0] for r in rounds),
         }
+        if "plain-defaults" in modes:
+            figures["ratio_vs_defaults"] = best["ray"][0] / best["plain-defaults"][0]
+            figures["median_round_ratio_vs_defaults"] = statistics.median(
+                r["ray"][0] / r["plain-defaults"][0] for r in rounds
+            )
         Path(args.json).write_text(json.dumps(figures, indent=2), encoding="utf-8")
 
 

@@ -165,7 +165,7 @@ class MethodRun:
     def stage_sft(self) -> None:
         cfg = self.cfg
         fp = fingerprint(
-            "sft", cfg.policy.name, cfg.sft.model_dump(), self.fp["train"], cfg.run_seed
+            "sft", cfg.policy.name, cfg.sft.result_dump(), self.fp["train"], cfg.run_seed
         )
         self.fp["sft"] = fp if cfg.sft.enabled else fingerprint("base", cfg.policy.model_dump())
         out = self.rundir.model("sft")
@@ -364,7 +364,7 @@ class MethodRun:
         if stats["dpo_skipped"]:
             return False
         fp = fingerprint(
-            "dpo", strategy, self.fp[f"pairs-{strategy}"], cfg.dpo.model_dump(), self.fp["sft"]
+            "dpo", strategy, self.fp[f"pairs-{strategy}"], cfg.dpo.result_dump(), self.fp["sft"]
         )
         self.fp[f"dpo-{strategy}"] = fp
         out = self.rundir.model(strategy)
