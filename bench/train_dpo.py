@@ -217,6 +217,14 @@ def main(argv: list[str] | None = None) -> None:
     for m in modes:
         print(f"{labels[m]:30s}{best[m][0]:.3f} steps/s best (wall {best[m][1]:.1f} s)")
     print(ratio_line("ratio Ray / plain", rounds, best["ray"][0], "plain") + " (goal >= 0.9x)")
+    # Per-step medians over all rounds: robust to warm-up steps (on a GPU the first steps of
+    # each new sequence length take seconds in a fresh process, whichever mode it runs).
+    med = {m: statistics.median(t for r in rounds for t in r[m][2]) for m in modes}
+    print(
+        "median seconds per step: "
+        + ", ".join(f"{m} {med[m]:.3f}" for m in modes)
+        + f"; Ray / plain {med['plain'] / med['ray']:.2f}x"
+    )
     if "plain-defaults" in modes:
         print(
             ratio_line(
@@ -237,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
             ],
             **{f"{m}_steps_per_s": best[m][0] for m in modes},
             "ratio": best["ray"][0] / best["plain"][0],
+            "median_step_s": med,
+            "median_step_ratio": med["plain"] / med["ray"],
             "median_round_ratio": statistics.median(r["ray"][0] / r["plain"][0] for r in rounds),
         }
         if "plain-defaults" in modes:

@@ -99,3 +99,20 @@ def test_every_field_is_documented():
                     walk(cand, f"{prefix}{name}.")
 
     walk(RunConfig)
+
+
+def test_result_dump_leaves_out_result_neutral_knobs_only():
+    from anchor_service.config import DPOConfig, SFTConfig, TrainScaling
+
+    base = DPOConfig()
+    neutral = DPOConfig(scaling=TrainScaling(reuse_freed_memory=False))
+    assert neutral.result_dump() == base.result_dump()
+    assert "reuse_freed_memory" not in base.result_dump()["scaling"]
+    assert neutral.model_dump() != base.model_dump()
+    # Everything else still counts, nested sections included.
+    assert DPOConfig(beta=0.2).result_dump() != base.result_dump()
+    assert DPOConfig(scaling=TrainScaling(num_workers=2)).result_dump() != base.result_dump()
+    # Fingerprints of existing run directories stay what they were before the knob existed.
+    old = SFTConfig().model_dump()
+    del old["scaling"]["reuse_freed_memory"]
+    assert SFTConfig().result_dump() == old

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 
 import pytest
@@ -135,6 +136,22 @@ def test_untrained_adapter_has_zero_margin(random_model_dir, tokenizer, tmp_path
     assert margins == pytest.approx([0.0, 0.0, 0.0], abs=1e-6)
 
 
+def test_allocator_env_reuses_freed_memory_only_for_cpu_training(monkeypatch):
+    for key in ray_trainer.ALLOCATOR_VARS:
+        monkeypatch.delenv(key, raising=False)
+    cpu = ray_trainer.allocator_env(TrainScaling())
+    assert cpu == {"MALLOC_ARENA_MAX": "1", **ray_trainer.REUSE_FREED_MEMORY_ENV}
+    assert cpu["MALLOC_MMAP_MAX_"] == "0" and int(cpu["MALLOC_TRIM_THRESHOLD_"]) >= 1 << 30
+    assert ray_trainer.allocator_env(TrainScaling(use_gpu=True)) == {"MALLOC_ARENA_MAX": "1"}
+    off = TrainScaling(reuse_freed_memory=False)
+    assert ray_trainer.allocator_env(off) == {"MALLOC_ARENA_MAX": "1"}
+    # A value in the driver's environment wins.
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1048576")
+    assert ray_trainer.allocator_env(TrainScaling())["MALLOC_TRIM_THRESHOLD_"] == "1048576"
+    env = ray_trainer.worker_env_vars(TrainScaling())
+    assert env["RAY_TRAIN_ENABLE_PRINT_PATCH"] == "0" and env["MALLOC_MMAP_MAX_"] == "0"
+
+
 def test_dpo_writes_adapter_that_raises_mean_margin(
     ray_local, random_model_dir, tokenizer, tmp_path
 ):
@@ -160,6 +177,9 @@ def test_dpo_writes_adapter_that_raises_mean_margin(
     # One worker trains as one process: no DDP wrapper over a world of one.
     assert summary["world_size"] == 1 and "Distributed" not in summary["model_wrapper"]
     assert len(summary["step_seconds"]) == 4 and all(t > 0 for t in summary["step_seconds"])
+    # The worker started with the CPU training allocator settings (its runtime_env).
+    assert summary["allocator"] == ray_trainer.allocator_env(cfg.scaling)
+    assert summary["allocator"]["MALLOC_MMAP_MAX_"] == os.environ.get("MALLOC_MMAP_MAX_", "0")
 
     margins = implicit_reward_margins(out, random_model_dir, pairs, cfg.beta)
     assert len(margins) == 16

@@ -100,6 +100,7 @@ def worker_env_vars(scaling: TrainScaling) -> dict[str, str]:
 # glibc keeps every allocation in its heap (no mmap per large block) and never gives the
 # heap's top back: 20 GB exceeds any CPU training process's swing between steps.
 REUSE_FREED_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(20 << 30)}
+ALLOCATOR_VARS = ("MALLOC_ARENA_MAX", *REUSE_FREED_MEMORY_ENV)
 
 
 def allocator_env(scaling: TrainScaling) -> dict[str, str]:
@@ -285,6 +286,8 @@ def run_hf_trainer(trainer: Any) -> dict[str, Any]:
         "step_seconds": timer.seconds,
         # DistributedDataParallel with several workers; the bare model with one.
         "model_wrapper": type(trainer.model_wrapped).__name__,
+        # The malloc settings this worker started with (allocator_env).
+        "allocator": {k: os.environ[k] for k in ALLOCATOR_VARS if k in os.environ},
         "train_runtime_s": float(output.metrics.get("train_runtime", 0.0)),
         "train_loss": float(output.metrics.get("train_loss", float("nan"))),
     }
