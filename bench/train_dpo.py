@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from anchor_service.config import DPOConfig, TrainScaling
 from anchor_service.core.prompts import explain_prompt
@@ -139,12 +140,17 @@ def run_in_fresh_process(
     return sps, wall, steps
 
 
-def ratio_line(label: str, rounds: list[dict], ray_best: float, base: str) -> str:
-    best = max(r[base][0] for r in rounds)
-    ratios = [r["ray"][0] / r[base][0] for r in rounds]
+def ratios(rounds: list[dict], base: str) -> dict[str, Any]:
+    """Ray's steps/s over `base`'s: best vs best, the median of the rounds, and each round."""
+    per_round = [r["ray"][0] / r[base][0] for r in rounds]
+    best = max(r["ray"][0] for r in rounds) / max(r[base][0] for r in rounds)
+    return {"best": best, "median": statistics.median(per_round), "rounds": per_round}
+
+
+def ratio_line(label: str, ratio: dict[str, Any]) -> str:
     return (
-        f"{label}: {ray_best / best:.2f}x best vs best, {statistics.median(ratios):.2f}x "
-        f"median of rounds ({', '.join(f'{x:.2f}' for x in ratios)})"
+        f"{label}: {ratio['best']:.2f}x best vs best, {ratio['median']:.2f}x median of rounds "
+        f"({', '.join(f'{x:.2f}' for x in ratio['rounds'])})"
     )
 
 
@@ -216,7 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     }
     for m in modes:
         print(f"{labels[m]:30s}{best[m][0]:.3f} steps/s best (wall {best[m][1]:.1f} s)")
-    print(ratio_line("ratio Ray / plain", rounds, best["ray"][0], "plain") + " (goal >= 0.9x)")
+    vs_plain = ratios(rounds, "plain")
+    vs_defaults = ratios(rounds, "plain-defaults") if "plain-defaults" in modes else None
+    print(ratio_line("ratio Ray / plain", vs_plain) + " (goal >= 0.9x)")
     # Per-step medians over all rounds: robust to warm-up steps (on a GPU the first steps of
     # each new sequence length take seconds in a fresh process, whichever mode it runs).
     med = {m: statistics.median(t for r in rounds for t in r[m][2]) for m in modes}
@@ -225,12 +233,8 @@ def main(argv: list[str] | None = None) -> None:
         + ", ".join(f"{m} {med[m]:.3f}" for m in modes)
         + f"; Ray / plain {med['plain'] / med['ray']:.2f}x"
     )
-    if "plain-defaults" in modes:
-        print(
-            ratio_line(
-                "ratio Ray / plain with glibc defaults", rounds, best["ray"][0], "plain-defaults"
-            )
-        )
+    if vs_defaults:
+        print(ratio_line("ratio Ray / plain with glibc defaults", vs_defaults))
     if args.json:
         figures = {
             "args": vars(args),
@@ -244,16 +248,14 @@ def main(argv: list[str] | None = None) -> None:
                 for res in rounds
             ],
             **{f"{m}_steps_per_s": best[m][0] for m in modes},
-            "ratio": best["ray"][0] / best["plain"][0],
+            "ratio": vs_plain["best"],
             "median_step_s": med,
             "median_step_ratio": med["plain"] / med["ray"],
-            "median_round_ratio": statistics.median(r["ray"][0] / r["plain"][0] for r in rounds),
+            "median_round_ratio": vs_plain["median"],
         }
-        if "plain-defaults" in modes:
-            figures["ratio_vs_defaults"] = best["ray"][0] / best["plain-defaults"][0]
-            figures["median_round_ratio_vs_defaults"] = statistics.median(
-                r["ray"][0] / r["plain-defaults"][0] for r in rounds
-            )
+        if vs_defaults:
+            figures["ratio_vs_defaults"] = vs_defaults["best"]
+            figures["median_round_ratio_vs_defaults"] = vs_defaults["median"]
         Path(args.json).write_text(json.dumps(figures, indent=2), encoding="utf-8")
 
 

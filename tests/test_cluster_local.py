@@ -30,10 +30,7 @@ def test_local_cluster_prestarts_no_idle_workers_and_sets_train_env(fresh_local_
     ray = fresh_local_cluster
     for key, value in (cluster.LOCAL_TRAIN_ENV | cluster.LEAN_TRAIN_ENV).items():
         assert os.environ[key] == value
-    raylet = next(
-        p
-        for p in ray._private.worker._global_node.all_processes["raylet"]  # noqa: SLF001
-    )
+    raylet = ray._private.worker._global_node.all_processes["raylet"][0]  # noqa: SLF001
     time.sleep(3)  # Ray prestarts its idle workers right after the driver connects.
 
     def workers() -> list[str]:
