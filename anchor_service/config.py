@@ -72,6 +72,9 @@ class ColumnMap(Section):
     """Column holding the gold answer: a letter (A..J, any case) or an index."""
     answer_base: Literal[0, 1] = 0
     """When the answer is an integer index: 0-based or 1-based."""
+    labels: str | None = None
+    """Optional column holding the options' labels (a list, e.g. `choices.label`); the answer
+    is then the label it equals, whatever the labels are (ARC's `1`-`4` as well as `A`-`D`)."""
 
 
 class DataConfig(Section):
@@ -80,9 +83,15 @@ class DataConfig(Section):
     `aqua-rat` (files under `data_dir`), `jsonl`/`csv` (a file with `columns`), or `hf`
     (a Hugging Face hub id or local directory in `path`, read through `datasets`)."""
     path: str | None = None
-    """File or directory for `jsonl`, `csv` and `hf` sources (may contain `{split}`)."""
+    """File or directory for `jsonl`, `csv` and `hf` sources (may contain `{split}`); for
+    `hf` also a hub id (`org/name:config`). For a paper dataset: its hub copy, read when its
+    files are absent (None: the copy in data/paper_hub.py, e.g. `allenai/ai2_arc:ARC-Challenge`)."""
     data_dir: str | None = None
     """Folder holding the paper datasets; default: `$ANCHOR_DATA_DIR`, else `../shared/data`."""
+    hub_fallback: bool = True
+    """A paper dataset whose file (or whole data directory) is absent is read from its hub
+    copy (`path`), downloaded once into the hub cache; False: the missing file is an error.
+    An explicit `data_dir` that does not exist is always an error."""
     train_split: str = "train"
     """Split used for SFT, sampling and DPO (LogiQA and AQuA-RAT: `dev`, METHOD.md "Data")."""
     test_split: str = "test"
