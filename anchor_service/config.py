@@ -308,6 +308,11 @@ class ClusterConfig(Section):
     tasks and Serve's proxy are never starved); ignored when attaching."""
     object_store_memory: int | None = None
     """Object store bytes of a local cluster (None: Ray's default)."""
+    model_cache: str | None = None
+    """Hub cache for models on a filesystem every node mounts at this same absolute path
+    (NFS, EFS, Filestore): hub ids are downloaded there once, under a file lock, and every
+    node's actors load them from it. Passed to the job's workers as `ANCHOR_MODEL_CACHE`.
+    None: each node downloads what its actors need into its own hub cache (`HF_HOME`)."""
     lean: bool = True
     """Local cluster only: no metrics export (nothing scrapes it: no dashboard locally) and
     task events reported every 60 s instead of every second. Each Ray process otherwise wakes
