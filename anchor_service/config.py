@@ -112,7 +112,8 @@ class DataConfig(Section):
 
 class ModelSpec(Section):
     name: str = "smollm2-135m-instruct"
-    """Registry key, hub id or local path (for `openai`: the served model name)."""
+    """Registry key, local path, or hub id (downloaded on first use into the hub cache,
+    docs/HUB.md); for `openai`: the served model name."""
     engine: Literal["hf", "vllm", "openai", "oracle", "serve"] = "hf"
     """Backend: transformers, vLLM, an OpenAI-compatible server, the demo oracle, or Serve."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -136,7 +137,8 @@ class ModelSpec(Section):
     max_retries: int = Field(4, ge=0)
     """For `openai`: retries on 429 and 5xx with exponential backoff."""
     tokenizer: str | None = None
-    """For `openai` probability mode: local tokenizer/chat template (registry key or path)."""
+    """For `openai` probability mode: the tokenizer/chat template (registry key, path, or hub
+    id: its config and tokenizer are downloaded, not its weights)."""
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
     """For `vllm`: share of (GPU, or on CPU: RAM) memory for the KV cache."""
     tensor_parallel_size: int = Field(1, ge=1)

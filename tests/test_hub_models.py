@@ -196,3 +196,25 @@ def test_concurrent_processes_download_each_file_once(hub, tmp_path):
     assert len(gets) == len(set(gets)) == len(list(Path(paths.pop()).iterdir()))
     # The repository's info was asked for once: the other processes found the snapshot.
     assert sum(1 for m, p in hub.requests if "/revision/" in p) == 1
+
+
+def test_offline_from_process_start_uses_the_cache_and_refuses_the_rest(hub, tmp_path):
+    # HF_HUB_OFFLINE set before huggingface_hub is imported, as a user's shell sets it.
+    cached = resolve_model("test-org/tiny")
+    hub.requests.clear()
+    code = (
+        "from anchor_service.engines.registry import resolve_model\n"
+        "print(resolve_model('test-org/tiny'))\n"
+        "try:\n    resolve_model('test-org/sharded')\n"
+        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    env = os.environ | {"PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
+    env["HF_TOKEN_PATH"] = str(tmp_path / "no-token")
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, second = proc.stdout.strip().splitlines()
+    assert first == str(cached)
+    assert second.startswith("ModelNotFoundError") and "HF_HUB_OFFLINE is set" in second
+    assert hub.requests == []
