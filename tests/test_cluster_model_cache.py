@@ -12,6 +12,17 @@ from anchor_service.config import ClusterConfig, ConfigError
 from anchor_service.hub_download import MODEL_CACHE_ENV, cache_dir
 
 
+@pytest.fixture(autouse=True)
+def _restore_model_cache_env():
+    """model_cache_env sets ANCHOR_MODEL_CACHE in this process: put it back afterwards."""
+    before = os.environ.get(MODEL_CACHE_ENV)
+    yield
+    if before is None:
+        os.environ.pop(MODEL_CACHE_ENV, None)
+    else:
+        os.environ[MODEL_CACHE_ENV] = before
+
+
 def _job_env(monkeypatch, env_vars: dict[str, str]) -> None:
     job = {"runtime_env": {"env_vars": env_vars}}
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(job))

@@ -54,6 +54,7 @@ def test_directory_without_config_names_every_lookup_tried(tmp_path):
 
 
 def test_unknown_hub_id_offline_names_both_lookups(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANCHOR_MODEL_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError) as err:
@@ -79,6 +80,7 @@ def test_hub_id_resolves_from_local_hf_cache_without_network(tmp_path, monkeypat
     (snap / "model.safetensors").write_bytes(b"x")
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
+    monkeypatch.delenv("ANCHOR_MODEL_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert resolve_model("some-org/tiny").resolve() == snap.resolve()
