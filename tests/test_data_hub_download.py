@@ -62,16 +62,62 @@ def _ai2_hub_rows(path: Path, stem_field: str) -> list[dict]:
     return out
 
 
-def _shared_dir() -> Path:
-    try:
-        return resolve_data_dir()
-    except DataNotFoundError as exc:
-        pytest.skip(f"shared data not available: {exc}")
+def _write_synthetic_paper_files(root: Path) -> Path:
+    """A few items of each paper dataset in the files' formats (a clean clone has no data)."""
+
+    def ai2(qid: str, key: str, labels: str) -> str:
+        choices = [{"text": f"choice {label} of {qid}", "label": label} for label in labels]
+        return json.dumps(
+            {"id": qid, "question": {"stem": f"Stem {qid}?", "choices": choices}, "answerKey": key}
+        )
+
+    for config in ("ARC-Challenge", "ARC-Easy"):
+        for name in ("Train", "Dev", "Test"):
+            lines = [ai2(f"{config}-{name}-{i}", "ABCD"[i % 4], "ABCD") for i in range(4)]
+            lines.append(ai2(f"{config}-{name}-numeric", "3", "1234"))
+            path = root / "arc" / config / f"{config}-{name}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for name in ("train", "dev", "test"):
+        path = root / "openbookqa" / "Main" / f"{name}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [ai2(f"{i}-{name}", "ABCD"[i % 4], "ABCD") for i in range(4)]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "aqua_rat").mkdir()
+    for name in ("dev", "test"):
+        rows = [
+            {
+                "question": f"{name} problem {i}?",
+                "options": [f"{letter}){i * 10 + k}" for k, letter in enumerate("ABCDE")],
+                "rationale": "because",
+                "correct": "ABCDE"[i % 5],
+            }
+            for i in range(3)
+        ]
+        text = "\n".join(json.dumps(r) for r in rows) + "\n"
+        (root / "aqua_rat" / f"{name}.json").write_text(text, encoding="utf-8")
+    (root / "logiqa").mkdir()
+    item = "\na\nA context.\nA question?\nA.one\nB.two\nC.three\nD.four\n"
+    (root / "logiqa" / "Eval.txt").write_text(item * 2, encoding="utf-8")
+    return root
 
 
 @pytest.fixture(scope="module")
-def repos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    shared = _shared_dir()
+def paper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The paper files: the shared ones where present, else a few synthetic items each."""
+    try:
+        return resolve_data_dir()
+    except DataNotFoundError:
+        return _write_synthetic_paper_files(tmp_path_factory.mktemp("paper-files"))
+
+
+def _is_shared(path: Path) -> bool:
+    return (path / "SOURCES.md").is_file()
+
+
+@pytest.fixture(scope="module")
+def repos(paper_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    shared = paper_dir
     root = tmp_path_factory.mktemp("hub-datasets")
     arc = root / "ai2_arc"
     (arc).mkdir()
@@ -141,10 +187,14 @@ def hub(repos, tmp_path, monkeypatch):
     server.server_close()
 
 
-def test_hf_source_hub_id_downloads_one_config_once(hub, tmp_path):
+def test_hf_source_hub_id_downloads_one_config_once(hub, paper_dir):
     cfg = DataConfig(source="hf", path="allenai/ai2_arc:ARC-Challenge", columns=ARC_COLUMNS)
     first = load_examples(cfg, "test", run_seed=0)
-    assert len(first.examples) == 1172
+    file_examples = load_paper("arc-challenge", paper_dir, "test").examples
+    # The same questions and gold answers as the file (numeric labels included).
+    assert [(e.question, e.options, e.gold) for e in first.examples] == [
+        (e.question, e.options, e.gold) for e in file_examples
+    ]
     fetched = hub.file_gets()
     assert fetched and all("ARC-Easy" not in p for p in fetched)
     assert len(fetched) == len(set(fetched))
@@ -163,20 +213,20 @@ def test_hf_source_hub_id_downloads_one_config_once(hub, tmp_path):
     ],
 )
 def test_paper_dataset_without_files_reads_its_hub_copy_with_the_files_examples(
-    hub, tmp_path, source, split, count
+    hub, paper_dir, tmp_path, source, split, count
 ):
     empty = tmp_path / "no-files"
     empty.mkdir()
     got = load_examples(DataConfig(source=source, data_dir=str(empty)), split, run_seed=0)
-    want = load_paper(source, _shared_dir(), split)
-    assert len(got.examples) == count
-    assert got.examples == want.examples  # same questions, options, gold, prompt_ids
+    want = load_paper(source, paper_dir, split)
+    if _is_shared(paper_dir):
+        assert len(got.examples) == count
+    assert got.examples and got.examples == want.examples  # questions, options, gold, ids
 
 
-def test_logiqa_hub_copy_fills_the_missing_train_split(hub, tmp_path):
-    shared = _shared_dir()
-    assert not (shared / "logiqa" / "Train.txt").exists()
-    cfg = DataConfig(source="logiqa", data_dir=str(shared))
+def test_logiqa_hub_copy_fills_the_missing_train_split(hub, paper_dir):
+    assert not (paper_dir / "logiqa" / "Train.txt").exists()
+    cfg = DataConfig(source="logiqa", data_dir=str(paper_dir))
     got = load_examples(cfg, "train", run_seed=0).examples
     assert [ex.prompt_id for ex in got] == [f"logiqa/train/{i}" for i in range(1, 7)]
     assert got[1].question == "Context train 1.\n\nWhich follows 1?"
@@ -184,7 +234,8 @@ def test_logiqa_hub_copy_fills_the_missing_train_split(hub, tmp_path):
     assert [ex.gold for ex in got] == [0, 1, 2, 3, 0, 1]
     # The dev file exists, so it is read from the file, not the hub.
     hub.requests.clear()
-    assert len(load_examples(cfg, "dev", run_seed=0).examples) == 651
+    dev = load_examples(cfg, "dev", run_seed=0).examples
+    assert dev == load_paper("logiqa", paper_dir, "dev").examples
     assert hub.requests == []
 
 
@@ -229,3 +280,14 @@ def test_unknown_config_lists_the_configs(hub):
     cfg = DataConfig(source="hf", path="allenai/ai2_arc:ARC-Medium", columns=ARC_COLUMNS)
     with pytest.raises(DataNotFoundError, match="no config 'ARC-Medium'.*ARC-Challenge, ARC-Easy"):
         load_examples(cfg, "test", run_seed=0)
+
+
+def test_no_data_directory_at_all_reads_the_hub_copy(hub, paper_dir, tmp_path, monkeypatch):
+    from anchor_service.data import load as load_module
+
+    want = load_paper("openbookqa", paper_dir, "test").examples
+    monkeypatch.delenv("ANCHOR_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(load_module, "REPO_ROOT", tmp_path / "clone")
+    got = load_examples(DataConfig(source="openbookqa"), "test", run_seed=0)
+    assert got.examples == want
