@@ -100,7 +100,7 @@ def _download_hint(repo_id: str, repo_type: str) -> str:
 
 def _cached(repo_id: str, repo_type: str, cache: Path, select: Selector) -> tuple[Path | None, str]:
     """The complete cached snapshot of the default branch, or None and what is missing."""
-    from huggingface_hub import get_cached_repo_tree, snapshot_download
+    from huggingface_hub import snapshot_download
 
     try:
         snap = Path(
@@ -115,10 +115,7 @@ def _cached(repo_id: str, repo_type: str, cache: Path, select: Selector) -> tupl
     except Exception:  # noqa: BLE001  (any failure means: no snapshot in this cache)
         return None, f"no snapshot of {repo_id} in {cache}"
     try:
-        tree = get_cached_repo_tree(
-            repo_id, repo_type=repo_type, revision=snap.name, cache_dir=cache
-        )
-        files = [f.path for f in tree]
+        files = _cached_tree(repo_id, repo_type, snap.name, cache)
     except Exception:  # noqa: BLE001  (a cache written by other tools has no tree listing)
         files = [p.relative_to(snap).as_posix() for p in snap.rglob("*") if p.is_file()]
     try:
@@ -129,6 +126,14 @@ def _cached(repo_id: str, repo_type: str, cache: Path, select: Selector) -> tupl
     if missing:
         return None, f"the cached snapshot {snap} lacks {', '.join(missing[:3])}"
     return snap, "cached"
+
+
+def _cached_tree(repo_id: str, repo_type: str, commit: str, cache: Path) -> list[str]:
+    """The repository's file list at `commit` as the last download cached it (no request)."""
+    from huggingface_hub import get_cached_repo_tree  # huggingface_hub 2: the tree cache
+
+    tree = get_cached_repo_tree(repo_id, repo_type=repo_type, revision=commit, cache_dir=cache)
+    return [f.path for f in tree]
 
 
 def snapshot(repo_id: str, select: Selector, meta: list[str], repo_type: str = "model") -> Path:
@@ -170,14 +175,18 @@ def snapshot(repo_id: str, select: Selector, meta: list[str], repo_type: str = "
 
 
 def _download(repo_id: str, repo_type: str, cache: Path, select: Selector, meta: list[str]) -> Path:
-    from huggingface_hub import get_cached_repo_tree, snapshot_download
+    from huggingface_hub import HfApi, snapshot_download
 
     common = {"repo_type": repo_type, "cache_dir": cache, "endpoint": endpoint()}
     first = Path(snapshot_download(repo_id, allow_patterns=meta, **common))
     commit = first.name
-    tree = get_cached_repo_tree(repo_id, repo_type=repo_type, revision=commit, cache_dir=cache)
     try:
-        needed = select(first, [f.path for f in tree])
+        files = _cached_tree(repo_id, repo_type, commit, cache)
+    except Exception:  # noqa: BLE001  (a huggingface_hub without the tree cache: ask the hub)
+        api = HfApi(endpoint=endpoint())
+        files = api.list_repo_files(repo_id, repo_type=repo_type, revision=commit)
+    try:
+        needed = select(first, files)
     except (OSError, ValueError) as exc:
         raise HubAccessError(f"hub {repo_type} '{repo_id}': {exc}", "incomplete") from exc
     # The commit, not the branch: the files all come from the tree whose metadata was read.
