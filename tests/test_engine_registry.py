@@ -65,7 +65,7 @@ def test_unknown_hub_id_offline_names_both_lookups(tmp_path, monkeypatch):
 
 
 def test_name_that_is_neither_path_nor_hub_id_is_not_looked_up(tmp_path):
-    with pytest.raises(ModelNotFoundError, match="not a hub id"):
+    with pytest.raises(ModelNotFoundError, match="as a hub id: not a valid hub id"):
         resolve_model(str(tmp_path / "no" / "such" / "dir"))
 
 

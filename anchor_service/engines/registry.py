@@ -169,9 +169,10 @@ def resolve_model(name: str, *, weights: bool = True) -> Path:
     )
     known = ", ".join(sorted([*REGISTRY, *ALIASES]))
     if not is_repo_id(name) or path.exists():
+        hub_note = "a local path of that name exists" if path.exists() else "not a valid hub id"
         raise ModelNotFoundError(
             f"model '{name}' not found: not a registry key (known: {known}); as a local path: "
-            f"{path_note}; not a hub id. Use a registry key, a directory holding "
+            f"{path_note}; as a hub id: {hub_note}. Use a registry key, a directory holding "
             "config.json + weights + tokenizer, or a hub id (org/name)"
         )
     try:
