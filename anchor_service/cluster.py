@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from pathlib import Path
 
-from anchor_service.config import ClusterConfig
+from anchor_service.config import ClusterConfig, ConfigError
+from anchor_service.hub_download import MODEL_CACHE_ENV
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,36 @@ def quiet_worker_logs() -> None:
     ).setLevel(logging.ERROR)
 
 
+def _job_env_vars() -> dict[str, str]:
+    """The env_vars of the runtime_env a submitted job was started with (`ray job submit`)."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return {}
+    try:
+        env = (json.loads(raw).get("runtime_env") or {}).get("env_vars") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return dict(env) if isinstance(env, dict) else {}
+
+
+def model_cache_env(cfg: ClusterConfig) -> dict[str, str]:
+    """The env_vars that give every worker `cfg.model_cache` (also set in this process).
+
+    Empty when unset, or when the job's own runtime_env already sets the same value (Ray
+    refuses a driver runtime_env that repeats one of the job's variables)."""
+    if not cfg.model_cache:
+        return {}
+    path = str(Path(cfg.model_cache).expanduser().resolve())
+    job = _job_env_vars().get(MODEL_CACHE_ENV)
+    if job is not None and job != path:
+        raise ConfigError(
+            f"cluster.model_cache is {path} but the job's runtime_env sets {MODEL_CACHE_ENV}="
+            f"{job}; set one of them"
+        )
+    os.environ[MODEL_CACHE_ENV] = path
+    return {} if job is not None else {MODEL_CACHE_ENV: path}
+
+
 def ensure_ray(cfg: ClusterConfig | None = None) -> None:
     """ray.init once: `cfg.address`, else RAY_ADDRESS, else a local cluster with cfg.num_cpus."""
     import ray
@@ -64,11 +97,14 @@ def ensure_ray(cfg: ClusterConfig | None = None) -> None:
         return
     cfg = cfg or ClusterConfig()
     address = cfg.address or os.environ.get("RAY_ADDRESS")
+    env_vars = model_cache_env(cfg)
     # Workers inherit the driver's logging level; keep Ray's own chatter down.
     kwargs = {"log_to_driver": True, "logging_level": logging.WARNING}
     if address:
         log.info("attaching to Ray at %s", address)
-        ray.init(address=address, **kwargs)
+        ray.init(
+            address=address, runtime_env={"env_vars": env_vars} if env_vars else None, **kwargs
+        )
         return
     log.info("starting a local Ray cluster with %s logical CPUs", cfg.num_cpus)
     for key, value in (LOCAL_TRAIN_ENV | (LEAN_TRAIN_ENV if cfg.lean else {})).items():
@@ -79,7 +115,10 @@ def ensure_ray(cfg: ClusterConfig | None = None) -> None:
         # The dashboard adds ~11 processes and ~2% of a core on 2 cores; `ray start --head`
         # clusters (jobs, the launcher YAMLs) have it.
         include_dashboard=False,
-        runtime_env={"worker_process_setup_hook": "anchor_service.cluster.quiet_worker_logs"},
+        runtime_env={
+            "worker_process_setup_hook": "anchor_service.cluster.quiet_worker_logs",
+            **({"env_vars": env_vars} if env_vars else {}),
+        },
         _system_config=LOCAL_SYSTEM_CONFIG | (LEAN_SYSTEM_CONFIG if cfg.lean else {}),
         **kwargs,
     )

