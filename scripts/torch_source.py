@@ -3,7 +3,8 @@
 In order:
 1. a torch wheel of the pin that pip can already reach without a network: a `find-links`
    directory or a `file://` index in pip's own configuration (as on this project's build
-   machine). The probe runs pip with `--no-index`, so it never waits on an unreachable index.
+   machine). The probe runs pip with `--no-index` (and a 5 s, no-retry budget for a remote
+   `find-links` URL), so it never waits on an unreachable index.
    With a GPU, a local `+cpu` wheel is passed over.
 2. no NVIDIA GPU (`nvidia-smi -L` lists none) on Linux: the PyTorch CPU wheel index, because
    PyPI's Linux torch wheel is the multi-GB CUDA build.
@@ -31,6 +32,8 @@ TORCH_VERSION = "2.13.0"
 PIN = f"torch=={TORCH_VERSION}"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 SOURCES = ("local", "cpu", "default")
+# Seconds the local-wheel probe waits on a network location named in pip's config.
+PROBE_TIMEOUT_S = 5
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,10 @@ def find_local_wheel(python: str = sys.executable, env: dict[str, str] | None = 
     with tempfile.TemporaryDirectory() as tmp:
         report = os.path.join(tmp, "report.json")
         cmd = [python, "-m", "pip", "install", "--dry-run", "--no-deps", "--ignore-installed"]
-        cmd += ["--no-index", "--quiet", "--report", report]
+        # --no-index skips every index; a remote find-links URL in the user's config is still
+        # read, so it gets one short try instead of pip's default retries.
+        cmd += ["--no-index", "--retries", "0", "--timeout", str(PROBE_TIMEOUT_S)]
+        cmd += ["--quiet", "--report", report]
         for page in pages:
             cmd += ["--find-links", page]
         done = subprocess.run([*cmd, PIN], capture_output=True, text=True, env=env, timeout=300)

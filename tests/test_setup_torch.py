@@ -151,6 +151,19 @@ def test_probe_finds_a_find_links_wheel_without_touching_the_index(tmp_path: Pat
 
 
 @pytest.mark.timeout(120)
+def test_probe_gives_a_silent_remote_find_links_one_short_try(tmp_path: Path):
+    wheel = fake_torch_wheel(tmp_path / "wheels")
+    remote = silent_index()
+    links = f"http://127.0.0.1:{remote.getsockname()[1]}/links/ {tmp_path / 'wheels'}"
+    env = clean_env(tmp_path, PIP_FIND_LINKS=links, PIP_DEFAULT_TIMEOUT="100")
+    start = time.monotonic()
+    url = ts.find_local_wheel(sys.executable, env)
+    assert url is not None and ts.wheel_path(url) == str(wheel)
+    assert time.monotonic() - start < 4 * ts.PROBE_TIMEOUT_S + 10  # not pip's 100 s x retries
+    remote.close()
+
+
+@pytest.mark.timeout(120)
 def test_probe_finds_a_wheel_in_a_file_index_and_none_when_absent(tmp_path: Path):
     files = tmp_path / "index" / "files"
     wheel = fake_torch_wheel(files)
