@@ -12,7 +12,6 @@ import types
 import typing
 from typing import Any
 
-from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
@@ -68,10 +67,12 @@ def render_type(tp: Any) -> str:
 
 
 def render_bounds(field: FieldInfo) -> str:
+    """`≥ 1, ≤ 10` from the field's constraints (pydantic keeps each as an object with one
+    attribute named after its bound)."""
     words = []
     for meta in field.metadata:
-        for cls, attr, sign in ((Ge, "ge", "≥"), (Gt, "gt", ">"), (Le, "le", "≤"), (Lt, "lt", "<")):
-            if isinstance(meta, cls):
+        for attr, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
+            if getattr(meta, attr, None) is not None:
                 words.append(f"{sign} {getattr(meta, attr)}")
     return ", ".join(words)
 
