@@ -55,11 +55,10 @@ def choose(local_wheel: str | None, has_gpu: bool, system: str, forced: str = "a
     if forced == "local" or (forced == "auto" and local_wheel and not (has_gpu and cpu_only_wheel)):
         if not local_wheel:
             raise ValueError(f"ANCHOR_TORCH_SOURCE=local, but pip reaches no local {PIN} wheel")
-        return Plan("local", [wheel_path(local_wheel)], f"local wheel {wheel_name}")
+        return Plan("local", [wheel_path(local_wheel)], f"{wheel_name}, found through pip's config")
     if forced == "cpu" or (forced == "auto" and system == "Linux" and not has_gpu):
-        return Plan(
-            "cpu", ["--index-url", CPU_INDEX, PIN], f"no NVIDIA GPU: CPU build from {CPU_INDEX}"
-        )
+        why = "ANCHOR_TORCH_SOURCE=cpu" if forced == "cpu" else "no NVIDIA GPU"
+        return Plan("cpu", ["--index-url", CPU_INDEX, PIN], f"{why}: CPU build from {CPU_INDEX}")
     why = "NVIDIA GPU: CUDA build" if has_gpu else f"{system}: PyPI's build"
     if local_wheel and has_gpu:
         why += f" (local {wheel_name} is a CPU build)"
