@@ -524,26 +524,70 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+# Top-level key of a config file naming the file(s) it extends, relative to itself.
+BASE_KEY = "base"
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`: mappings merge key by key, anything else (lists included)
+    is replaced whole. Neither input is modified."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_mapping(p: Path, included_from: Path | None) -> dict[str, Any]:
+    if not p.is_file():
+        where = f" (the `{BASE_KEY}` of {included_from})" if included_from else ""
+        raise ConfigError(f"config file {p} not found{where}")
+    try:
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of keys to values")
+    return loaded or {}
+
+
+def read_config_file(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file as a raw dict with its `base:` file(s) resolved: each base (a path or a
+    list of paths, relative to the file naming it) is read the same way and merged in order,
+    then this file's own keys go on top (deep_merge). A cycle or a missing base is an error
+    naming the chain of files."""
+    p = Path(path).resolve() if _chain else Path(path)
+    if p.resolve() in _chain:
+        names = " -> ".join(str(c) for c in (*_chain, p.resolve()))
+        raise ConfigError(f"config files include each other in a cycle: {names}")
+    data = _read_mapping(p, _chain[-1] if _chain else None)
+    bases = data.pop(BASE_KEY, None)
+    if bases is None:
+        return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{p}: `{BASE_KEY}` must be a file name or a list of file names")
+    merged: dict[str, Any] = {}
+    for b in bases:
+        merged = deep_merge(merged, read_config_file(p.parent / b, (*_chain, p.resolve())))
+    return deep_merge(merged, data)
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
     model: type[BaseModel] = RunConfig,
 ) -> Any:
-    """Load YAML (or defaults when path is None), apply overrides, validate strictly."""
+    """Load YAML (or defaults when path is None) with its `base:` files, apply overrides,
+    validate strictly."""
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} not found")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML ({exc})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: top level must be a mapping of keys to values")
-        data = loaded or {}
-        source = str(p)
+        data = read_config_file(path)
+        source = str(path)
     data = apply_overrides(data, list(overrides or []))
     return validate(data, model, source)
 
