@@ -159,7 +159,9 @@ def test_probe_gives_a_silent_remote_find_links_one_short_try(tmp_path: Path):
     start = time.monotonic()
     url = ts.find_local_wheel(sys.executable, env)
     assert url is not None and ts.wheel_path(url) == str(wheel)
-    assert time.monotonic() - start < 4 * ts.PROBE_TIMEOUT_S + 10  # not pip's 100 s x retries
+    # Without the short try pip waits at least its 100 s timeout; a loaded machine can make
+    # pip itself start slowly, so the bound only has to separate the two.
+    assert time.monotonic() - start < 90
     remote.close()
 
 
