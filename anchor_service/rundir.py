@@ -89,6 +89,19 @@ class RunDir:
         name = "scores.parquet" if model is None else f"eval-scores-{model}.parquet"
         return self.root / "oracle" / name
 
+    def sanity_scores(self, role: str) -> Path:
+        """The `role` judge's scores of the check set (alignment or evaluation)."""
+        return self.root / "sanity" / f"scores-{role}.parquet"
+
+    @property
+    def sanity(self) -> Path:
+        """The judges' sanity figures (METHOD.md step 7)."""
+        return self.root / "sanity" / "sanity.json"
+
+    @property
+    def timings(self) -> Path:
+        return self.root / "state" / "timings.json"
+
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"

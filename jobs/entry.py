@@ -28,7 +28,7 @@ def main(until: str, description: str, argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out) if args.out else default_out(cfg, str(path))
 
-    from anchor_service.pipeline.run import MethodRun
+    from anchor_service.recipe.method import MethodRun
 
     MethodRun(cfg, out).run(until=until)
     print(f"run directory: {out.resolve()} (stages up to '{until}' done)")

@@ -59,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from anchor_service.cli.run import demo_config_path
     from anchor_service.experiment_dir import Experiment, parse_seeds, parse_variant
-    from anchor_service.pipeline.experiment import run_experiment
+    from anchor_service.recipe.experiment import run_experiment
 
     config = args.config
     if config == "demo":

@@ -54,7 +54,7 @@ def default_out(cfg: RunConfig, config_path: str | None) -> Path:
 
 
 def execute(cfg: RunConfig, out: Path) -> int:
-    from anchor_service.pipeline.run import MethodRun
+    from anchor_service.recipe.method import MethodRun
 
     summary = MethodRun(cfg, out).run()
     out = out.resolve()

@@ -15,6 +15,7 @@ import yaml
 from anchor_service.core.claims import evaluate_claims
 from anchor_service.core.stats import accuracy, criterion_means, delta_vs, pairwise_rows
 from anchor_service.core.types import CATEGORIES, CRITERIA, VERDICT_VALUES
+from anchor_service.demo.oracle import is_oracle
 from anchor_service.report.agreement import agreement_summary
 
 STAT_SEED_SALT = "summary"
@@ -63,7 +64,7 @@ def _criterion_values(df: pd.DataFrame) -> dict[str, list[int | None]]:
 def judge_name(judge_cfg: dict | None) -> str | None:
     if not judge_cfg:
         return None
-    if judge_cfg.get("mode") == "oracle":
+    if is_oracle(judge_cfg):
         return "oracle"
     return f"{judge_cfg['model']['name']} ({judge_cfg.get('mode', 'auto')})"
 

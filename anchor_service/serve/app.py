@@ -31,6 +31,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anchor_service.config import ConfigError, RunConfig, ServeConfig, load_config
+from anchor_service.demo.oracle import is_oracle
 from anchor_service.engines.base import SamplingParams
 from anchor_service.scoring.explain import ExplainRequest
 from anchor_service.scoring.validate import ItemError, make_item
@@ -426,7 +427,7 @@ def build_application(cfg: RunConfig) -> Any:
     """The Serve application of a config: judge and policy deployments behind the ingress."""
     s = cfg.serve
     retry = float(s.limits.retry_after_s)
-    judge_spec = None if cfg.judge.mode == "oracle" else cfg.judge.model
+    judge_spec = None if is_oracle(cfg.judge) else cfg.judge.model
     judge = JudgeDeployment.options(
         **deployment_options(s.judge_deployment, JUDGE, retry, judge_spec)
     ).bind(cfg.judge.model_dump(mode="json"), s.judge_deployment.model_dump(mode="json"))

@@ -40,7 +40,7 @@ def run_experiment(exp: Experiment, root: str | Path) -> dict[str, Any]:
             log.info("experiment run %d/%d (%s): finished already, skipped", i, len(runs), label)
             continue
         log.info("experiment run %d/%d (%s) -> %s", i, len(runs), label, run.path)
-        from anchor_service.pipeline.run import MethodRun
+        from anchor_service.recipe.method import MethodRun
 
         MethodRun(run.cfg, run.path).run()
     from anchor_service.report.experiment import write_experiment
