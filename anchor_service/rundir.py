@@ -44,6 +44,12 @@ def write_json_atomic(obj: Any, path: Path) -> None:
     write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def default_run_dir(config_path: str | None, run_seed: int) -> Path:
+    """`runs/<config file stem>-seed<run_seed>`, where a run goes when no --out is given."""
+    stem = Path(config_path).stem if config_path else "default"
+    return Path("runs") / f"{stem}-seed{run_seed}"
+
+
 class RunDir:
     """Paths of one run and the done/parts bookkeeping of its stages."""
 

@@ -196,7 +196,7 @@ def figures(side: str, stage: str, rows: int, tokens: int, seconds: float, t: di
 
 def bench_config(args: argparse.Namespace) -> RunConfig:
     """The demo config, with this run's model, dtype, batch and thread overrides."""
-    from anchor_service.cli.run import demo_config_path
+    from anchor_service.resources import demo_config_path
 
     overrides = []
     for key, value in (

@@ -24,7 +24,7 @@ import yaml
 
 from anchor_service.core.stats import aggregate_seeds
 from anchor_service.core.types import CATEGORIES, CRITERIA
-from anchor_service.experiment_dir import NO_VARIANT, find_runs, read_spec
+from anchor_service.experiment_dir import NO_VARIANT, experiment_variants, find_runs, read_spec
 from anchor_service.report.markdown import figures_section, table
 
 
@@ -45,11 +45,6 @@ def _mean_sd(values: list[float]) -> dict[str, Any]:
         "mean": statistics.fmean(values),
         "std": statistics.stdev(values) if len(values) > 1 else None,
     }
-
-
-def experiment_variants(experiment: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{variant: aggregate} of experiment.json; one unnamed variant when it has none."""
-    return experiment.get("variants") or {NO_VARIANT: experiment}
 
 
 def _dpo_models(agg: dict[str, Any]) -> list[str]:
