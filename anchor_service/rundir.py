@@ -53,9 +53,10 @@ def default_run_dir(config_path: str | None, run_seed: int) -> Path:
 class RunDir:
     """Paths of one run and the done/parts bookkeeping of its stages."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, create: bool = True):
         self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
 
     # --- contract files -------------------------------------------------------------
     @property
@@ -85,6 +86,11 @@ class RunDir:
 
     def eval_answers(self, model: str) -> Path:
         return self.root / "eval" / f"answers-{model}.parquet"
+
+    def evaluated_models(self) -> set[str]:
+        """The models with an eval/answers-<model>.parquet."""
+        found = (self.root / "eval").glob("answers-*.parquet")
+        return {p.name[len("answers-") : -len(".parquet")] for p in found}
 
     def eval_scores(self, model: str) -> Path:
         return self.root / "eval" / f"scores-{model}.parquet"

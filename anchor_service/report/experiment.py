@@ -26,6 +26,7 @@ from anchor_service.core.stats import aggregate_seeds
 from anchor_service.core.types import CATEGORIES, CRITERIA
 from anchor_service.experiment_dir import NO_VARIANT, experiment_variants, find_runs, read_spec
 from anchor_service.report.markdown import figures_section, table
+from anchor_service.rundir import RunDir
 
 
 def _summaries(runs: dict[int, Path], rebuild: bool) -> list[dict[str, Any]]:
@@ -33,10 +34,11 @@ def _summaries(runs: dict[int, Path], rebuild: bool) -> list[dict[str, Any]]:
 
     out = []
     for run in runs.values():
-        if rebuild or not (run / "summary.json").is_file():
+        summary = RunDir(run, create=False).summary
+        if rebuild or not summary.is_file():
             out.append(write_summary(run))
         else:
-            out.append(json.loads((run / "summary.json").read_text(encoding="utf-8")))
+            out.append(json.loads(summary.read_text(encoding="utf-8")))
     return out
 
 
