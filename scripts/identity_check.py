@@ -5,7 +5,7 @@
         --compare run.json
 
 The digest holds every parquet's rows (sorted by all their columns; no timing columns exist in
-these files), the pairs, every stats-*.json, sanity.json, summary.json's numbers and a hash of
+these files), the pairs, every stats-*.json, sanity.json, summary.json's numbers, report.md and a hash of
 each trained model's weights. `state/` files and Ray Train storage are left out, except that
 each stage's fingerprint is recorded on its own: equal fingerprints mean an old run directory
 is still valid (its stages are skipped, not recomputed). The run uses the config of
@@ -79,6 +79,8 @@ def content(run: Path) -> dict[str, Any]:
             continue
         if path.suffix == ".parquet":
             files[str(rel)] = parquet_content(path)
+        elif path.name == "report.md":
+            files[str(rel)] = path.read_text(encoding="utf-8")
         elif path.name.startswith("stats-") or path.name == "sanity.json":
             files[str(rel)] = json.loads(path.read_text())
         elif path.name == "summary.json":

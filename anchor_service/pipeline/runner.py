@@ -152,10 +152,10 @@ def stage_dataset(
     import ray
 
     ctx = ray.data.DataContext.get_current()
-    # Ray Data samples each map worker's USS every second for its memory metrics; that reads
-    # /proc/PID/smaps, 15 ms for a process holding the embedded model (27k lines), i.e. 1.5% of
-    # a core taken from the actor's torch threads on a 2-core machine. Our stages' memory is
-    # the engine's, known in advance: no need.
+    # Ray Data samples each map worker's USS every second for its memory metrics by reading
+    # /proc/PID/smaps, which is slow for a process holding a model and takes CPU from the
+    # actor's torch threads (docs/DESIGN.md). Our stages' memory is the engine's, known in
+    # advance: no need.
     ctx.memory_usage_poll_interval_s = None
     ds = ray.data.from_pandas([b.reset_index(drop=True) for b in todo])
     return ds.map_batches(

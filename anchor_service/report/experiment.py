@@ -235,91 +235,114 @@ def _significant_in(row: dict) -> int:
 
 
 def _variant_section(agg: dict, heading: str) -> list[str]:
-    out: list[str] = []
+    return [
+        *_variant_models(agg, heading),
+        *_variant_pairwise(agg, heading),
+        *_variant_criteria(agg, heading),
+        *_variant_pairs(agg, heading),
+        *_variant_claims(agg, heading),
+    ]
+
+
+def _variant_models(agg: dict, heading: str) -> list[str]:
     acc, dwl = agg.get("accuracy", {}), agg.get("delta_wl", {})
     pw = agg.get("pairwise", {})
-    if acc:
-        out += [f"## {heading}Models on the test split (mean ± sd over seeds, per-seed values)", ""]
-        rows = []
-        for m, a in acc.items():
-            d = dwl.get(m)
-            if not d:
-                rows.append([m, _num(a.get("value"), 100), "(reference)", ""])
-                continue
-            sig = _significant_in(pw.get(f"{m} vs base", {}))
-            rows.append(
-                [
-                    m,
-                    _num(a.get("value"), 100),
-                    _num(d.get("value"), 1, "+.1f"),
-                    f"{sig} of {_n_seeds(d.get('value'))} seeds",
-                ]
-            )
-        out += table(["model", "accuracy %", "ΔW-L vs base (pts)", "Holm-significant in"], rows)
-    if pw:
-        out += [f"## {heading}Every model against every other (ΔW-L of a vs b, pts)", ""]
-        rows = []
-        for name, row in pw.items():
-            n = _n_seeds(row.get("value"))
-            rows.append(
-                [
-                    name,
-                    _num(row.get("value"), 1, "+.1f"),
-                    f"{_ci_excludes_zero(row)} of {n}",
-                    f"{_significant_in(row)} of {n}",
-                ]
-            )
-        out += table(
+    if not acc:
+        return []
+    rows = []
+    for m, a in acc.items():
+        d = dwl.get(m)
+        if not d:
+            rows.append([m, _num(a.get("value"), 100), "(reference)", ""])
+            continue
+        sig = _significant_in(pw.get(f"{m} vs base", {}))
+        rows.append(
             [
-                "a vs b",
-                "ΔW-L mean ± sd (per seed)",
-                "seeds whose CI excludes 0",
-                "Holm-significant in",
-            ],
-            rows,
+                m,
+                _num(a.get("value"), 100),
+                _num(d.get("value"), 1, "+.1f"),
+                f"{sig} of {_n_seeds(d.get('value'))} seeds",
+            ]
         )
+    return [
+        f"## {heading}Models on the test split (mean ± sd over seeds, per-seed values)",
+        "",
+        *table(["model", "accuracy %", "ΔW-L vs base (pts)", "Holm-significant in"], rows),
+    ]
+
+
+def _variant_pairwise(agg: dict, heading: str) -> list[str]:
+    pw = agg.get("pairwise", {})
+    if not pw:
+        return []
+    rows = []
+    for name, row in pw.items():
+        n = _n_seeds(row.get("value"))
+        rows.append(
+            [
+                name,
+                _num(row.get("value"), 1, "+.1f"),
+                f"{_ci_excludes_zero(row)} of {n}",
+                f"{_significant_in(row)} of {n}",
+            ]
+        )
+    header = [
+        "a vs b",
+        "ΔW-L mean ± sd (per seed)",
+        "seeds whose CI excludes 0",
+        "Holm-significant in",
+    ]
+    return [
+        f"## {heading}Every model against every other (ΔW-L of a vs b, pts)",
+        "",
+        *table(header, rows),
+    ]
+
+
+def _variant_criteria(agg: dict, heading: str) -> list[str]:
     crit = agg.get("criteria", {})
-    if crit:
-        out += [f"## {heading}Criteria (mean 0-3, mean ± sd over seeds)", ""]
-        out += table(
-            ["model", *CRITERIA],
-            (
-                [
-                    m,
-                    *(
-                        _num((cs.get(c) or {}).get("mean"), 1, ".2f", values=False)
-                        for c in CRITERIA
-                    ),
-                ]
-                for m, cs in crit.items()
-            ),
-        )
+    if not crit:
+        return []
+    rows = (
+        [m, *(_num((cs.get(c) or {}).get("mean"), 1, ".2f", values=False) for c in CRITERIA)]
+        for m, cs in crit.items()
+    )
+    return [
+        f"## {heading}Criteria (mean 0-3, mean ± sd over seeds)",
+        "",
+        *table(["model", *CRITERIA], rows),
+    ]
+
+
+def _variant_pairs(agg: dict, heading: str) -> list[str]:
     cats = agg.get("categories", {})
-    out += [f"## {heading}Pair building (mean ± sd over seeds)", ""]
+    out = [f"## {heading}Pair building (mean ± sd over seeds)", ""]
     out += table(["", *CATEGORIES], [["prompts", *(_num(cats.get(c)) for c in CATEGORIES)]])
     skipped = (agg.get("dpo_skipped") or {}).get("counts", {})
-    out += table(
-        ["strategy", "pairs", "lambda", "DPO skipped in"],
-        (
-            [
-                s,
-                _num(n),
-                _num(agg.get("lambda", {}).get(s), fmt=".2f"),
-                f"{skipped.get(s, 0)} of {_n_seeds(n)} seeds",
-            ]
-            for s, n in agg.get("pairs", {}).items()
-        ),
+    rows = (
+        [
+            s,
+            _num(n),
+            _num(agg.get("lambda", {}).get(s), fmt=".2f"),
+            f"{skipped.get(s, 0)} of {_n_seeds(n)} seeds",
+        ]
+        for s, n in agg.get("pairs", {}).items()
     )
+    return out + table(["strategy", "pairs", "lambda", "DPO skipped in"], rows)
+
+
+def _variant_claims(agg: dict, heading: str) -> list[str]:
     claims = agg.get("claims", {})
-    if claims:
-        out += [f"## {heading}The paper's claims (verdicts over seeds)", ""]
-        for name, c in claims.items():
-            out.append(f"- **{name}**: {_counts(c.get('verdict'))}")
-            # A claim not applicable in every seed has no conditions, only seed counts.
-            for what, cond in (c.get("conditions") or {}).items():
-                if isinstance(cond, dict) and "value" in cond:
-                    out.append(f"  - {what}: {_num(cond['value'], 1, '+.2f')}")
-        out.append("")
+    if not claims:
+        return []
+    out = [f"## {heading}The paper's claims (verdicts over seeds)", ""]
+    for name, c in claims.items():
+        out.append(f"- **{name}**: {_counts(c.get('verdict'))}")
+        # A claim not applicable in every seed has no conditions, only seed counts.
+        for what, cond in (c.get("conditions") or {}).items():
+            if isinstance(cond, dict) and "value" in cond:
+                out.append(f"  - {what}: {_num(cond['value'], 1, '+.2f')}")
+    out.append("")
     return out
 
 
