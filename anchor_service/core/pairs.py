@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from anchor_service.core.categorize import categorize
@@ -149,17 +149,7 @@ class Pair:
     rejected_score: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "prompt_id": self.prompt_id,
-            "category": self.category,
-            "prompt": self.prompt,
-            "chosen": self.chosen,
-            "rejected": self.rejected,
-            "chosen_ref": self.chosen_ref,
-            "rejected_ref": self.rejected_ref,
-            "chosen_score": self.chosen_score,
-            "rejected_score": self.rejected_score,
-        }
+        return asdict(self)
 
 
 def order_key(r: Response) -> tuple:

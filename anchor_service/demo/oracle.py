@@ -463,22 +463,21 @@ def _named_options(text: str, facts: _Facts) -> tuple[set[int], set[int]]:
             option = facts.option_of(facts.value(q.group(1), q.group(2)))
             if option is not None:
                 named.add(option)
-    for m in _CALLED_CORRECT.finditer(text):
-        if LETTERS.index(m.group(1)) < n:
-            named.add(LETTERS.index(m.group(1)))
-    for m in _VALUE_CORRECT.finditer(text):
+    named |= _called(text, facts, n, _CALLED_CORRECT, _VALUE_CORRECT)
+    return named, _called(text, facts, n, _CALLED_WRONG, _VALUE_WRONG)
+
+
+def _called(
+    text: str, facts: _Facts, n: int, by_label: re.Pattern, by_value: re.Pattern
+) -> set[int]:
+    """Options the text calls correct (or wrong): by their label, or by their value."""
+    found = {LETTERS.index(m.group(1)) for m in by_label.finditer(text)}
+    found = {i for i in found if i < n}
+    for m in by_value.finditer(text):
         option = facts.option_of(facts.value(m.group(1), m.group(2)))
         if option is not None:
-            named.add(option)
-    wrong: set[int] = set()
-    for m in _CALLED_WRONG.finditer(text):
-        if LETTERS.index(m.group(1)) < n:
-            wrong.add(LETTERS.index(m.group(1)))
-    for m in _VALUE_WRONG.finditer(text):
-        option = facts.option_of(facts.value(m.group(1), m.group(2)))
-        if option is not None:
-            wrong.add(option)
-    return named, wrong
+            found.add(option)
+    return found
 
 
 def _sentences(text: str) -> list[str]:

@@ -25,7 +25,7 @@ import yaml
 from anchor_service.core.stats import aggregate_seeds
 from anchor_service.core.types import CATEGORIES, CRITERIA
 from anchor_service.experiment_dir import NO_VARIANT, experiment_variants, find_runs, read_spec
-from anchor_service.report.markdown import figures_section, table
+from anchor_service.report.markdown import figures_section, section, table
 from anchor_service.rundir import RunDir
 
 
@@ -264,11 +264,11 @@ def _variant_models(agg: dict, heading: str) -> list[str]:
                 f"{sig} of {_n_seeds(d.get('value'))} seeds",
             ]
         )
-    return [
-        f"## {heading}Models on the test split (mean ± sd over seeds, per-seed values)",
-        "",
-        *table(["model", "accuracy %", "ΔW-L vs base (pts)", "Holm-significant in"], rows),
-    ]
+    return section(
+        f"{heading}Models on the test split (mean ± sd over seeds, per-seed values)",
+        ["model", "accuracy %", "ΔW-L vs base (pts)", "Holm-significant in"],
+        rows,
+    )
 
 
 def _variant_pairwise(agg: dict, heading: str) -> list[str]:
@@ -292,11 +292,7 @@ def _variant_pairwise(agg: dict, heading: str) -> list[str]:
         "seeds whose CI excludes 0",
         "Holm-significant in",
     ]
-    return [
-        f"## {heading}Every model against every other (ΔW-L of a vs b, pts)",
-        "",
-        *table(header, rows),
-    ]
+    return section(f"{heading}Every model against every other (ΔW-L of a vs b, pts)", header, rows)
 
 
 def _variant_criteria(agg: dict, heading: str) -> list[str]:
@@ -307,11 +303,9 @@ def _variant_criteria(agg: dict, heading: str) -> list[str]:
         [m, *(_num((cs.get(c) or {}).get("mean"), 1, ".2f", values=False) for c in CRITERIA)]
         for m, cs in crit.items()
     )
-    return [
-        f"## {heading}Criteria (mean 0-3, mean ± sd over seeds)",
-        "",
-        *table(["model", *CRITERIA], rows),
-    ]
+    return section(
+        f"{heading}Criteria (mean 0-3, mean ± sd over seeds)", ["model", *CRITERIA], rows
+    )
 
 
 def _variant_pairs(agg: dict, heading: str) -> list[str]:

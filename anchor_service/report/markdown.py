@@ -19,6 +19,11 @@ def table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
     return [_table_line(header), "|---" * len(header) + "|", *map(_table_line, rows), ""]
 
 
+def section(title: str, header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    """A `## title` heading and its table."""
+    return [f"## {title}", "", *table(header, rows)]
+
+
 def figures_section(figures: list[Path]) -> str:
     """The report.md section that shows the figures (figures/ beside report.md); "" if none."""
     if not figures:
@@ -89,7 +94,7 @@ def _criterion_cell(v: dict) -> str:
 def render(summary: dict[str, Any]) -> str:
     """report.md of a run, from its summary.json."""
     out = [f"# Run report: {summary.get('dataset')} (run_seed {summary.get('run_seed')})", ""]
-    for section in (
+    for part in (
         _judges_section,
         _models_section,
         _pairwise_section,
@@ -97,7 +102,7 @@ def render(summary: dict[str, Any]) -> str:
         _pairs_section,
         _claims_section,
     ):
-        out += section(summary)
+        out += part(summary)
     return "\n".join(out) + "\n"
 
 
@@ -144,7 +149,7 @@ def _models_section(summary: dict[str, Any]) -> list[str]:
         "p (sign)",
         "reading",
     ]
-    return ["## Models on the test split", "", *table(header, rows)]
+    return section("Models on the test split", header, rows)
 
 
 def _pairwise_section(summary: dict[str, Any]) -> list[str]:
@@ -155,11 +160,11 @@ def _pairwise_section(summary: dict[str, Any]) -> list[str]:
         [r["a"], r["b"], _pts_ci(r), f"{r['p_sign']:.3g}", f"{r['p_holm']:.3g}", noise_word(r)]
         for r in pw
     )
-    return [
-        "## Every model against every other (ΔW-L of a vs b, Holm over all rows)",
-        "",
-        *table(["a", "b", "ΔW-L [95% CI]", "p_sign", "p_holm", "reading"], rows),
-    ]
+    return section(
+        "Every model against every other (ΔW-L of a vs b, Holm over all rows)",
+        ["a", "b", "ΔW-L [95% CI]", "p_sign", "p_holm", "reading"],
+        rows,
+    )
 
 
 def _criteria_section(summary: dict[str, Any]) -> list[str]:
@@ -167,7 +172,7 @@ def _criteria_section(summary: dict[str, Any]) -> list[str]:
     if not crit:
         return []
     rows = ([m, *(_criterion_cell(cs.get(c, {})) for c in CRITERIA)] for m, cs in crit.items())
-    return ["## Criteria (mean 0-3 [95% CI])", "", *table(["model", *CRITERIA], rows)]
+    return section("Criteria (mean 0-3 [95% CI])", ["model", *CRITERIA], rows)
 
 
 def _pairs_section(summary: dict[str, Any]) -> list[str]:

@@ -101,8 +101,12 @@ def create_api(
     return app
 
 
-def _bearer() -> list:
-    return [Depends(HTTPBearer(auto_error=False, description="The service's API token"))]
+def _guarded(route: Callable, path: str, model: type, tag: str) -> Callable:
+    """A route decorator (`app.get` / `app.post`) for a path behind the bearer token."""
+    bearer = Depends(HTTPBearer(auto_error=False, description="The service's API token"))
+    return route(
+        path, response_model=model, responses=ERROR_RESPONSES, dependencies=[bearer], tags=[tag]
+    )
 
 
 def _error_handlers(app: FastAPI, reject: Callable[[str], None], retry_after: dict) -> None:
@@ -141,20 +145,13 @@ def _service_routes(
     app: FastAPI, judge: DeploymentHandle, policy: DeploymentHandle, model_info: dict
 ) -> None:
     """GET /healthz and GET /v1/models."""
-    bearer = _bearer()
 
     @app.get("/healthz", response_model=HealthResponse, tags=["service"])
     async def healthz() -> dict[str, str]:
         """Liveness of the ingress (no token needed)."""
         return {"status": "ok"}
 
-    @app.get(
-        "/v1/models",
-        response_model=ModelsResponse,
-        responses=ERROR_RESPONSES,
-        dependencies=bearer,
-        tags=["service"],
-    )
+    @_guarded(app.get, "/v1/models", ModelsResponse, "service")
     async def list_models() -> dict[str, Any]:
         """The policy and judge models this service runs."""
         if "judge" not in model_info or "policy" not in model_info:
@@ -168,17 +165,10 @@ def _service_routes(
 
 def _judge_routes(app: FastAPI, models: RequestModels, score_items: Callable) -> None:
     """POST /v1/score and POST /v1/score/batch."""
-    bearer = _bearer()
     ScoreRequest = models.score
     BatchScoreRequest = models.batch
 
-    @app.post(
-        "/v1/score",
-        response_model=ScoreResult,
-        responses=ERROR_RESPONSES,
-        dependencies=bearer,
-        tags=["judge"],
-    )
+    @_guarded(app.post, "/v1/score", ScoreResult, "judge")
     async def score(body: ScoreRequest) -> dict[str, Any]:
         """Score one explanation (the object of `anchor-align score --json`, plus latency)."""
         started = time.perf_counter()
@@ -186,13 +176,7 @@ def _judge_routes(app: FastAPI, models: RequestModels, score_items: Callable) ->
         (result,) = await score_items([item])
         return {**result, "latency_ms": _ms(started)}
 
-    @app.post(
-        "/v1/score/batch",
-        response_model=BatchScoreResponse,
-        responses=ERROR_RESPONSES,
-        dependencies=bearer,
-        tags=["judge"],
-    )
+    @_guarded(app.post, "/v1/score/batch", BatchScoreResponse, "judge")
     async def score_batch(body: BatchScoreRequest) -> dict[str, Any]:
         """Score several explanations; an invalid item gets `{error}` in its place."""
         started = time.perf_counter()
@@ -223,16 +207,9 @@ def _policy_routes(
     score_items: Callable,
 ) -> None:
     """POST /v1/explain."""
-    bearer = _bearer()
     ExplainRequestBody = models.explain
 
-    @app.post(
-        "/v1/explain",
-        response_model=ExplainResponse,
-        responses=ERROR_RESPONSES,
-        dependencies=bearer,
-        tags=["policy"],
-    )
+    @_guarded(app.post, "/v1/explain", ExplainResponse, "policy")
     async def explain(body: ExplainRequestBody) -> dict[str, Any]:
         """Answer and explain a question with the policy, optionally scoring each explanation."""
         started = time.perf_counter()
