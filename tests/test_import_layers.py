@@ -2,7 +2,7 @@
 `anchor_service` module (lazy ones inside functions included) goes down the stack
 
     cli, jobs -> recipe -> pipeline, training, serve, report -> scoring -> engines, data,
-    cluster, experiment_dir -> config, rundir, schema -> core
+    cluster, experiment_dir -> config, rundir, schema, evaluation -> core
 
 or stays inside its own group; nothing imports upward or sideways. The demo package sits in
 two layers: its generator (`demo.task`) with `data`, the rest with `scoring`. Also: no import
@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, str, int], ...] = (
     ("anchor_service.config", "config", 1),
     ("anchor_service.rundir", "rundir", 1),
     ("anchor_service.schema", "schema", 1),
+    ("anchor_service.evaluation", "evaluation", 1),
     ("anchor_service.engines", "engines", 2),
     ("anchor_service.data", "data", 2),
     ("anchor_service.demo.task", "data", 2),

@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from anchor_service.core.agreement import judge_agreement
 from anchor_service.demo.oracle import is_oracle
+from anchor_service.evaluation.agreement import judge_agreement
 from anchor_service.rundir import RunDir
 from anchor_service.schema import SCORE_KEYS
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from anchor_service.core.stats import aggregate_seeds
 from anchor_service.core.types import CATEGORIES, CRITERIA
+from anchor_service.evaluation.stats import aggregate_seeds
 from anchor_service.experiment_dir import NO_VARIANT, experiment_variants, find_runs, read_spec
 from anchor_service.report.markdown import figures_section, section, table
 from anchor_service.rundir import RunDir

@@ -12,10 +12,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from anchor_service.core.claims import evaluate_claims
-from anchor_service.core.stats import accuracy, criterion_means, delta_vs, pairwise_rows
 from anchor_service.core.types import CATEGORIES, CRITERIA, VERDICT_VALUES
 from anchor_service.demo.oracle import is_oracle
+from anchor_service.evaluation.claims import evaluate_claims
+from anchor_service.evaluation.stats import accuracy, criterion_means, delta_vs, pairwise_rows
 from anchor_service.report.agreement import agreement_summary
 from anchor_service.rundir import RunDir
 
