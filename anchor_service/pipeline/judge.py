@@ -29,7 +29,7 @@ class JudgeStage:
             import torch
 
             torch.set_num_threads(torch_threads)
-        from anchor_service.scoring.judges import make_judge
+        from anchor_service.scoring.scorer import make_judge
 
         self.judge = make_judge(JudgeConfig(**judge_cfg))
 
