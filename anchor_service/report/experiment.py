@@ -2,7 +2,7 @@
 
 experiment.json (ARCHITECTURE.md): `experiment` (what was run: config, seeds, overrides,
 variants, the run directories), then, without variants, summary.json's keys aggregated over
-the seeds by `core.stats.aggregate_seeds` (each numeric leaf: mean, std, seeds, values).
+the seeds by `evaluation.stats.aggregate_seeds` (each numeric leaf: mean, std, seeds, values).
 With variants, `variants` maps each name to that aggregate, and `comparison` lists the
 Delta W-L rows of every DPO model against `sft` and against the other DPO models, per
 variant, with each variant's per-seed difference from the first variant (paired by seed: a
