@@ -13,8 +13,8 @@ from anchor_service.hub_download import MODEL_CACHE_ENV
 log = logging.getLogger(__name__)
 
 # Ray settings of a `lean` local cluster (ClusterConfig.lean): metrics collection and
-# export off, task events batched every minute. Measured on 2 cores (an idle cluster with one
-# actor): 4.5% -> 4.0% of a core; the rest is each process's own timers.
+# export off, task events batched every minute: less background work on a small machine
+# (docs/DESIGN.md "Ray overhead on small machines").
 LEAN_SYSTEM_CONFIG = {
     "enable_metrics_collection": False,
     "metrics_report_interval_ms": 600_000,
@@ -24,17 +24,14 @@ LEAN_SYSTEM_CONFIG = {
 
 # Ray starts worker processes at niceness 15, below the driver, raylet and GCS. On a local
 # cluster the workers are the work (stage actors, training workers), so they run at the
-# driver's priority. Measured on 2 cores (session 4): the Ray Train worker does run at 0
-# through this setting, and on an otherwise idle machine priority made no measurable
-# difference (renicing every other Ray process to 19 during training: 59.5 vs 60.0 s); it
-# matters when other work shares the machine. `ray start` clusters keep Ray's default.
+# driver's priority; it matters when other work shares the machine (on an idle one it makes
+# no measurable difference: docs/DESIGN.md). `ray start` clusters keep Ray's default.
 #
 # Every Ray Python worker wakes 100 times a second (the core worker's signal check, fixed at
 # 10 ms), idle or not, and on 2 cores each wake-up takes a core from training or sampling. Ray
 # prestarts one idle worker per CPU for the first driver; they then idle through the run. A
-# local cluster starts workers on demand instead. With the preemption watcher (below) gone as
-# well, measured on 2 cores (SmolLM2 DPO on Ray Train, 32 pairs): 1,990 -> 1,090 wake-ups/s
-# machine-wide, 51.4 -> 49.6 s for the 8 steps.
+# local cluster starts workers on demand instead, and runs no preemption watcher (below);
+# the wake-ups saved: docs/DESIGN.md "Ray overhead on small machines".
 LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0, "prestart_worker_first_driver": False}
 
 # Ray Train settings of a local cluster, set in the driver's environment unless set there
@@ -112,7 +109,7 @@ def ensure_ray(cfg: ClusterConfig | None = None) -> None:
     ray.init(
         num_cpus=cfg.num_cpus,
         object_store_memory=cfg.object_store_memory,
-        # The dashboard adds ~11 processes and ~2% of a core on 2 cores; `ray start --head`
+        # The dashboard adds a dozen processes that wake up all the time; `ray start --head`
         # clusters (jobs, the launcher YAMLs) have it.
         include_dashboard=False,
         runtime_env={

@@ -166,8 +166,8 @@ class DebateConfig(Section):
     prefill_answer: bool = True
     """Start the debater's reply with `Answer: <gold letter>` and `Explanation:`, so it only
     writes the explanation (the same answer format; the checks still apply to the whole
-    reply). Measured on the embedded model without it: 4 of 54 prompts got an accepted
-    attempt (the rest wrote `The answer is B.` or lost the format). Off: the model writes the
+    reply). Without it a small model mostly writes `The answer is B.` or loses the format
+    (docs/DESIGN.md "Debater: a started reply"). Off: the model writes the
     whole reply (engines that cannot continue a started reply, e.g. a plain OpenAI API)."""
 
 
@@ -318,7 +318,7 @@ class ClusterConfig(Section):
     lean: bool = True
     """Local cluster only: no metrics export (nothing scrapes it: no dashboard locally) and
     task events reported every 60 s instead of every second. Each Ray process otherwise wakes
-    often enough to cost ~0.5-1% of a core; on a 2-core machine that is taken from the stage
+    often enough to take a noticeable share of a small machine's cores from the stage
     actors (docs/DESIGN.md, "Ray overhead on small machines"). Off: Ray's defaults. The HTTP
     service always starts its local cluster with metrics on (its counters are exported)."""
 

@@ -29,7 +29,7 @@ from anchor_service.config import ModelSpec, SFTConfig, TrainScaling
 from anchor_service.core.parsing import parse_response
 from anchor_service.core.prompts import answer_prompt, explain_prompt
 from anchor_service.core.types import LETTERS
-from anchor_service.data import demo
+from anchor_service.demo import task as demo
 from anchor_service.engines.base import GenRequest, SamplingParams
 from anchor_service.engines.hf import HFEngine
 from anchor_service.engines.registry import resolve_model

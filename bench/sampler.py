@@ -63,7 +63,7 @@ def peaked_logits(rows: int, vocab: int, device: str) -> torch.Tensor:
     """Next-token logits of the embedded model at `rows` positions of demo-task text."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from anchor_service.data.demo import generate_demo
+    from anchor_service.demo.task import generate_demo
     from anchor_service.engines.registry import EMBEDDED_MODEL, resolve_model
 
     path = resolve_model(EMBEDDED_MODEL)

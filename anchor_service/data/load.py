@@ -21,7 +21,6 @@ from pathlib import Path
 from anchor_service.config import DataConfig
 from anchor_service.core.keys import keyed_rng
 from anchor_service.core.types import Example
-from anchor_service.data.demo import demo_split, generate_demo
 from anchor_service.data.errors import DataError, DataNotFoundError, LoadResult
 from anchor_service.data.hub import load_hub
 from anchor_service.data.paper import PAPER_DATASETS, load_paper, split_label
@@ -97,6 +96,9 @@ def _read_paper(cfg: DataConfig, split: str) -> LoadResult:
 def _read(cfg: DataConfig, role: str | None, split: str) -> LoadResult:
     source = cfg.source
     if source == "demo":
+        # Imported here: the demo package uses data.errors, so a top-level import would circle.
+        from anchor_service.demo.task import demo_split, generate_demo
+
         name = demo_split(split)
         n = cfg.demo.n_train if (role or name) == "train" else cfg.demo.n_test
         examples = generate_demo(n, cfg.demo.seed, name)

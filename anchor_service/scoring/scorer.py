@@ -19,9 +19,9 @@ class Scorer(Protocol):
 
 def make_judge(cfg: JudgeConfig) -> Scorer:
     """The judge of a config: `oracle` mode needs no model; other modes load the engine."""
-    if cfg.mode == "oracle" or cfg.model.engine == "oracle":
-        from anchor_service.scoring.oracle import OracleJudge
+    from anchor_service.demo.oracle import OracleJudge, is_oracle
 
+    if is_oracle(cfg):
         return OracleJudge()
     from anchor_service.engines.factory import make_engine
     from anchor_service.scoring.judge import Judge
