@@ -19,6 +19,7 @@ import pandas as pd
 from anchor_service.config import JudgeConfig, ModelSpec, RunConfig, dump_config
 from anchor_service.core.categorize import categorize
 from anchor_service.core.pairs import Pair, PromptResponses, Response, build_pairs, sample_ref
+from anchor_service.core.rubric import JUDGE_PROMPT_VERSION
 from anchor_service.core.types import CATEGORIES, CONSISTENTLY_INCORRECT, Example
 from anchor_service.pipeline.debate import DebateStage
 from anchor_service.pipeline.judge import JudgeStage
@@ -270,7 +271,7 @@ class MethodRun:
         out_path: Path,
         upstream: list[str],
     ) -> pd.DataFrame:
-        fp = fingerprint(stage, judge.model_dump(), upstream)
+        fp = fingerprint(stage, judge.model_dump(), upstream, JUDGE_PROMPT_VERSION)
         self.fp[stage] = fp
         t0 = time.perf_counter()
         df = run_stage(
