@@ -11,7 +11,8 @@ Printed per split: the mean of the signed shifts and the largest upward shift (0
 the same per category and per base kind, and the sound-vs-nonsense gap (mean over questions
 of sound - nonsense) without and with injection. Goal (issue 14): mean <= 0.5,
 max <= 1.0, gap kept. `--split dev` (the default) never scores the held-out phrasings, so
-development runs cannot peek at them.
+development runs cannot peek at them. The `control` phrasings (neutral text) are scored
+in every split and reported apart: what any added text does to the judge.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 from anchor_service.config import ModelSpec
 from anchor_service.core.rubric import JUDGE_PROMPT_VERSION
 from anchor_service.scoring.item import JudgeItem
-from bench.judge_data import Phrasing, load_phrasings
+from bench.judge_data import CONTROL, Phrasing, load_phrasings
 
 KINDS = ("sound", "nonsense")
 
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     from anchor_service.scoring.judge import Judge
 
     splits = {"dev": [False], "held-out": [True], "both": [False, True]}[args.split]
-    phrasings = [ph for ph in load_phrasings() if ph.held_out in splits]
+    # Controls (neutral added text) are scored in every split: the baseline for "any text".
+    phrasings = [ph for ph in load_phrasings() if ph.held_out in splits or ph.category == CONTROL]
     cases = base_cases(args.questions)
     spec = ModelSpec(
         name=args.model, dtype=args.dtype, torch_threads=args.threads, batch_size=args.batch_size
@@ -153,8 +155,12 @@ def main(argv: list[str] | None = None) -> None:
         "s_per_item": round(secs / len(items), 2),
         "unscored": sum(j.status == "unscored" for j in judged),
     }
-    for name, held in (("dev", False), ("held-out", True)):
-        idx = [i for i, ph in enumerate(phrasings) if ph.held_out == held]
+    for name, held in (("dev", False), ("held-out", True), (CONTROL, None)):
+        idx = [
+            i
+            for i, ph in enumerate(phrasings)
+            if (ph.category == CONTROL) == (held is None) and held in (None, ph.held_out)
+        ]
         if idx:
             chosen = [phrasings[i] for i in idx]
             out[name] = split_figures(cases, base, chosen, [rows[i] for i in idx])
@@ -165,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{out['model']} prompt v{out['prompt_version']}, {len(cases)} base explanations "
         f"({args.questions} questions), {out['s_per_item']} s/item, unscored {out['unscored']}"
     )
-    for name in ("dev", "held-out"):
+    for name in ("dev", "held-out", CONTROL):
         if name in out:
             _print_split(name, out[name], args.per_item)
 

@@ -7,7 +7,8 @@ package check set in anchor_service/resources stays the reported sanity figure):
   same (correct) answer; `flaw` names what is wrong with the flawed one.
 - injection_phrasings.jsonl: one injected text per line, its `category`, whether it is
   `held_out` (kept out of development: measured, never tuned on) and its `position`
-  (appended to or prepended before an explanation).
+  (appended to or prepended before an explanation). Phrasings of category `control` are
+  neutral text (no instruction): they show how much any added text moves a judge.
 
 A malformed line is an error naming the file and line.
 """
@@ -35,6 +36,7 @@ CATEGORIES = {
     "role_play",
     "other_language",
 }
+CONTROL = "control"
 
 
 class DataError(ValueError):
@@ -132,14 +134,15 @@ def load_phrasings(path: Path = PHRASINGS) -> list[Phrasing]:
     out, wheres = [], []
     for where, obj in _lines(path):
         category = _text(obj, "category", where)
-        if category not in CATEGORIES:
-            raise DataError(f"{where}: category {category!r} is not one of {sorted(CATEGORIES)}")
+        if category not in CATEGORIES | {CONTROL}:
+            known = sorted(CATEGORIES | {CONTROL})
+            raise DataError(f"{where}: category {category!r} is not one of {known}")
         position = obj.get("position", "append")
         if position not in ("append", "prepend"):
             raise DataError(f"{where}: position must be 'append' or 'prepend', not {position!r}")
         held_out = obj.get("held_out", False)
-        if not isinstance(held_out, bool):
-            raise DataError(f"{where}: 'held_out' must be true or false")
+        if not isinstance(held_out, bool) or (held_out and category == CONTROL):
+            raise DataError(f"{where}: 'held_out' must be true or false (false for control)")
         text = _text(obj, "text", where)
         out.append(Phrasing(_text(obj, "id", where), category, held_out, position, text))
         wheres.append(where)
