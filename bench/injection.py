@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         "questions": args.questions,
         "s_per_item": round(secs / len(items), 2),
         "unscored": sum(j.status == "unscored" for j in judged),
+        "base": {f"{c.question}/{c.kind}": b for c, b in zip(cases, base, strict=True)},
     }
     for name, held in (("dev", False), ("held-out", True), (CONTROL, None)):
         idx = [
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{out['model']} prompt v{out['prompt_version']}, {len(cases)} base explanations "
         f"({args.questions} questions), {out['s_per_item']} s/item, unscored {out['unscored']}"
     )
+    print("  base score_expected: " + ", ".join(f"{k} {v:.3f}" for k, v in out["base"].items()))
     for name in ("dev", "held-out", CONTROL):
         if name in out:
             _print_split(name, out[name], args.per_item)
