@@ -27,4 +27,10 @@ def make_judge(cfg: JudgeConfig) -> Scorer:
     from anchor_service.scoring.judge import Judge
 
     engine = make_engine(cfg.model)
-    return Judge(engine, mode=cfg.mode, judge_id=engine.model_id, max_tokens=cfg.max_tokens)
+    return Judge(
+        engine,
+        mode=cfg.mode,
+        judge_id=engine.model_id,
+        max_tokens=cfg.max_tokens,
+        delimiter_key=cfg.delimiter_key,
+    )
