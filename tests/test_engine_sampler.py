@@ -186,3 +186,18 @@ def test_bits_and_draws_are_identical_on_cuda():
         b = keyed_draw(logits.cuda(), seeds.cuda(), steps.cuda(), 0.8, top_p)
         assert torch.equal(a, b.cpu())
     assert math.isfinite(float(keyed_gumbel(seeds, steps, tokens[:10]).sum()))
+
+
+def test_a_temperature_below_the_greedy_bound_decodes_greedily():
+    # Found by schemathesis on /v1/explain: 6.4e-238 is > 0 but 0 in float32.
+    logits = _logits(3, 100, 6, 1.0)
+    keys = [(0, "g", i) for i in range(3)]
+    for tiny in (6.442804987107319e-238, 1e-7):
+        assert torch.equal(sample_keyed(logits, keys, 0, tiny, 0.9), logits.argmax(-1))
+    mixed = keyed_draw(logits, seeds_tensor(keys), 0, [1e-300, 1.0, 1e-300], 1.0)
+    assert int(mixed[0]) == int(logits[0].argmax()) and int(mixed[2]) == int(logits[2].argmax())
+    assert int(mixed[1]) == int(sample_keyed(logits[1:2], [keys[1]], 0, 1.0)[0])
+    with pytest.raises(ValueError, match="temperature"):
+        keyed_draw(logits, seeds_tensor(keys), 0, [1.0, -1e-9, 1.0])
+    with pytest.raises(ValueError, match="temperature"):
+        keyed_draw(logits, seeds_tensor(keys), 0, float("nan"))

@@ -153,6 +153,11 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.masked_fill(~keep, float("-inf"))
 
 
+# Below this temperature a row is decoded greedily (as vLLM does below its 1e-5): logits / T
+# would overflow float32, and the tempered softmax is already the argmax.
+GREEDY_BELOW = 1e-5
+
+
 def keyed_draw(
     logits: torch.Tensor,
     seeds: torch.Tensor,
@@ -162,22 +167,28 @@ def keyed_draw(
 ) -> torch.Tensor:
     """Each row's keyed sample (token id, int64 [B]): Gumbel-max over its tempered nucleus.
 
-    Temperature and top-p may differ per row; every row must have temperature > 0.
+    Temperature and top-p may differ per row; every row must have temperature > 0, and a row
+    below `GREEDY_BELOW` takes the argmax.
     """
     b = logits.shape[0]
     device = logits.device
-    t = _as_rows(temperature, b, device)
-    if bool((t <= 0).any()):
+    t64 = torch.as_tensor(temperature, dtype=torch.float64, device=device)
+    if bool((t64 <= 0).any()) or bool(t64.isnan().any()):
         raise ValueError("keyed sampling needs temperature > 0; use argmax for greedy rows")
     if seeds.shape[0] != b:
         raise ValueError(f"{seeds.shape[0]} keys for a batch of {b} rows")
+    greedy = _as_rows(t64, b, device).squeeze(-1) < GREEDY_BELOW
+    t = _as_rows(t64.clamp(min=GREEDY_BELOW), b, device)
     seeds = seeds.to(device)
     steps_t = torch.as_tensor(steps, dtype=torch.long, device=device).expand(b)
     scaled = logits.float() / t
     ids, mask = nucleus(scaled, top_p)
     score = keyed_gumbel(seeds, steps_t, ids).add_(scaled.gather(-1, ids))
     score = score.masked_fill_(~mask, float("-inf"))
-    return ids.gather(-1, score.argmax(dim=-1, keepdim=True)).squeeze(-1)
+    tokens = ids.gather(-1, score.argmax(dim=-1, keepdim=True)).squeeze(-1)
+    if bool(greedy.any()):
+        tokens = torch.where(greedy, logits.argmax(dim=-1), tokens)
+    return tokens
 
 
 def one_hot_scores(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
