@@ -99,8 +99,13 @@ class AsyncVLLMEngine(VLLMEngine):
 
     def close(self) -> None:
         """Stop vLLM's engine process and the engine's event loop thread."""
-        self.llm.shutdown()
+        # On the loop: shutting down cancels AsyncLLM's output handler task, which is the
+        # loop's to touch.
+        self._on_loop(self._shutdown())
         self._stop_loop()
+
+    async def _shutdown(self) -> None:
+        self.llm.shutdown()
 
     # --- running ---------------------------------------------------------------------------
 
