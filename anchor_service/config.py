@@ -72,6 +72,9 @@ class ColumnMap(Section):
     """Column holding the gold answer: a letter (A..J, any case) or an index."""
     answer_base: Literal[0, 1] = 0
     """When the answer is an integer index: 0-based or 1-based."""
+    labels: str | None = None
+    """Optional column holding the options' labels (a list, e.g. `choices.label`); the answer
+    is then the label it equals, whatever the labels are (ARC's `1`-`4` as well as `A`-`D`)."""
 
 
 class DataConfig(Section):
@@ -80,9 +83,15 @@ class DataConfig(Section):
     `aqua-rat` (files under `data_dir`), `jsonl`/`csv` (a file with `columns`), or `hf`
     (a Hugging Face hub id or local directory in `path`, read through `datasets`)."""
     path: str | None = None
-    """File or directory for `jsonl`, `csv` and `hf` sources (may contain `{split}`)."""
+    """File or directory for `jsonl`, `csv` and `hf` sources (may contain `{split}`); for
+    `hf` also a hub id (`org/name:config`). For a paper dataset: its hub copy, read when its
+    files are absent (None: the copy in data/paper_hub.py, e.g. `allenai/ai2_arc:ARC-Challenge`)."""
     data_dir: str | None = None
     """Folder holding the paper datasets; default: `$ANCHOR_DATA_DIR`, else `../shared/data`."""
+    hub_fallback: bool = True
+    """A paper dataset whose file (or whole data directory) is absent is read from its hub
+    copy (`path`), downloaded once into the hub cache; False: the missing file is an error.
+    An explicit `data_dir` that does not exist is always an error."""
     train_split: str = "train"
     """Split used for SFT, sampling and DPO (LogiQA and AQuA-RAT: `dev`, METHOD.md "Data")."""
     test_split: str = "test"
@@ -103,7 +112,8 @@ class DataConfig(Section):
 
 class ModelSpec(Section):
     name: str = "smollm2-135m-instruct"
-    """Registry key, hub id or local path (for `openai`: the served model name)."""
+    """Registry key, local path, or hub id (downloaded on first use into the hub cache,
+    docs/HUB.md); for `openai`: the served model name."""
     engine: Literal["hf", "vllm", "openai", "oracle", "serve"] = "hf"
     """Backend: transformers, vLLM, an OpenAI-compatible server, the demo oracle, or Serve."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -127,7 +137,8 @@ class ModelSpec(Section):
     max_retries: int = Field(4, ge=0)
     """For `openai`: retries on 429 and 5xx with exponential backoff."""
     tokenizer: str | None = None
-    """For `openai` probability mode: local tokenizer/chat template (registry key or path)."""
+    """For `openai` probability mode: the tokenizer/chat template (registry key, path, or hub
+    id: its config and tokenizer are downloaded, not its weights)."""
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
     """For `vllm`: share of (GPU, or on CPU: RAM) memory for the KV cache."""
     tensor_parallel_size: int = Field(1, ge=1)
@@ -155,8 +166,8 @@ class DebateConfig(Section):
     prefill_answer: bool = True
     """Start the debater's reply with `Answer: <gold letter>` and `Explanation:`, so it only
     writes the explanation (the same answer format; the checks still apply to the whole
-    reply). Measured on the embedded model without it: 4 of 54 prompts got an accepted
-    attempt (the rest wrote `The answer is B.` or lost the format). Off: the model writes the
+    reply). Without it a small model mostly writes `The answer is B.` or loses the format
+    (docs/DESIGN.md "Debater: a started reply"). Off: the model writes the
     whole reply (engines that cannot continue a started reply, e.g. a plain OpenAI API)."""
 
 
@@ -299,10 +310,15 @@ class ClusterConfig(Section):
     tasks and Serve's proxy are never starved); ignored when attaching."""
     object_store_memory: int | None = None
     """Object store bytes of a local cluster (None: Ray's default)."""
+    model_cache: str | None = None
+    """Hub cache for models on a filesystem every node mounts at this same absolute path
+    (NFS, EFS, Filestore): hub ids are downloaded there once, under a file lock, and every
+    node's actors load them from it. Passed to the job's workers as `ANCHOR_MODEL_CACHE`.
+    None: each node downloads what its actors need into its own hub cache (`HF_HOME`)."""
     lean: bool = True
     """Local cluster only: no metrics export (nothing scrapes it: no dashboard locally) and
     task events reported every 60 s instead of every second. Each Ray process otherwise wakes
-    often enough to cost ~0.5-1% of a core; on a 2-core machine that is taken from the stage
+    often enough to take a noticeable share of a small machine's cores from the stage
     actors (docs/DESIGN.md, "Ray overhead on small machines"). Off: Ray's defaults. The HTTP
     service always starts its local cluster with metrics on (its counters are exported)."""
 
@@ -513,26 +529,70 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+# Top-level key of a config file naming the file(s) it extends, relative to itself.
+BASE_KEY = "base"
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`: mappings merge key by key, anything else (lists included)
+    is replaced whole. Neither input is modified."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_mapping(p: Path, included_from: Path | None) -> dict[str, Any]:
+    if not p.is_file():
+        where = f" (the `{BASE_KEY}` of {included_from})" if included_from else ""
+        raise ConfigError(f"config file {p} not found{where}")
+    try:
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of keys to values")
+    return loaded or {}
+
+
+def read_config_file(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file as a raw dict with its `base:` file(s) resolved: each base (a path or a
+    list of paths, relative to the file naming it) is read the same way and merged in order,
+    then this file's own keys go on top (deep_merge). A cycle or a missing base is an error
+    naming the chain of files."""
+    p = Path(path).resolve() if _chain else Path(path)
+    if p.resolve() in _chain:
+        names = " -> ".join(str(c) for c in (*_chain, p.resolve()))
+        raise ConfigError(f"config files include each other in a cycle: {names}")
+    data = _read_mapping(p, _chain[-1] if _chain else None)
+    bases = data.pop(BASE_KEY, None)
+    if bases is None:
+        return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{p}: `{BASE_KEY}` must be a file name or a list of file names")
+    merged: dict[str, Any] = {}
+    for b in bases:
+        merged = deep_merge(merged, read_config_file(p.parent / b, (*_chain, p.resolve())))
+    return deep_merge(merged, data)
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
     model: type[BaseModel] = RunConfig,
 ) -> Any:
-    """Load YAML (or defaults when path is None), apply overrides, validate strictly."""
+    """Load YAML (or defaults when path is None) with its `base:` files, apply overrides,
+    validate strictly."""
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} not found")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML ({exc})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: top level must be a mapping of keys to values")
-        data = loaded or {}
-        source = str(p)
+        data = read_config_file(path)
+        source = str(path)
     data = apply_overrides(data, list(overrides or []))
     return validate(data, model, source)
 

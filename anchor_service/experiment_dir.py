@@ -207,3 +207,36 @@ def is_experiment_dir(path: str | Path) -> bool:
     if (path / SPEC_FILE).is_file():
         return True
     return not (path / "config.yaml").is_file() and bool(find_runs(path))
+
+
+def experiment_variants(experiment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{variant: aggregate} of experiment.json; one unnamed variant when it has none."""
+    return experiment.get("variants") or {NO_VARIANT: experiment}
+
+
+def experiment_of(
+    config: str | None,
+    seeds: str,
+    overrides: list[str],
+    strategies: str | None = None,
+    variants: list[str] = (),
+) -> tuple[Experiment, Path]:
+    """The experiment of the command-line options (`--config demo` is the packaged demo) and
+    its default directory, runs/<config name>-experiment."""
+    from anchor_service.resources import demo_config_path
+
+    path = str(demo_config_path()) if config == "demo" else config
+    if path is not None and config != "demo":
+        path = str(Path(path).resolve())
+    overrides = list(overrides)
+    if strategies:
+        names = [s.strip() for s in strategies.split(",") if s.strip()]
+        overrides.append(f"pairs.strategies=[{','.join(names)}]")
+    exp = Experiment(
+        config=path,
+        seeds=parse_seeds(seeds),
+        overrides=overrides,
+        variants=[parse_variant(v) for v in variants],
+    )
+    stem = Path(config).stem if config else "default"
+    return exp, Path("runs") / f"{stem}-experiment"

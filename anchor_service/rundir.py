@@ -44,12 +44,19 @@ def write_json_atomic(obj: Any, path: Path) -> None:
     write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def default_run_dir(config_path: str | None, run_seed: int) -> Path:
+    """`runs/<config file stem>-seed<run_seed>`, where a run goes when no --out is given."""
+    stem = Path(config_path).stem if config_path else "default"
+    return Path("runs") / f"{stem}-seed{run_seed}"
+
+
 class RunDir:
     """Paths of one run and the done/parts bookkeeping of its stages."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, create: bool = True):
         self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
 
     # --- contract files -------------------------------------------------------------
     @property
@@ -80,6 +87,11 @@ class RunDir:
     def eval_answers(self, model: str) -> Path:
         return self.root / "eval" / f"answers-{model}.parquet"
 
+    def evaluated_models(self) -> set[str]:
+        """The models with an eval/answers-<model>.parquet."""
+        found = (self.root / "eval").glob("answers-*.parquet")
+        return {p.name[len("answers-") : -len(".parquet")] for p in found}
+
     def eval_scores(self, model: str) -> Path:
         return self.root / "eval" / f"scores-{model}.parquet"
 
@@ -88,6 +100,19 @@ class RunDir:
         the samples and debates (model None) or one model's evaluation answers."""
         name = "scores.parquet" if model is None else f"eval-scores-{model}.parquet"
         return self.root / "oracle" / name
+
+    def sanity_scores(self, role: str) -> Path:
+        """The `role` judge's scores of the check set (alignment or evaluation)."""
+        return self.root / "sanity" / f"scores-{role}.parquet"
+
+    @property
+    def sanity(self) -> Path:
+        """The judges' sanity figures (METHOD.md step 7)."""
+        return self.root / "sanity" / "sanity.json"
+
+    @property
+    def timings(self) -> Path:
+        return self.root / "state" / "timings.json"
 
     @property
     def summary(self) -> Path:

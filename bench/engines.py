@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from anchor_service.config import ModelSpec
 from anchor_service.core.prompts import explain_prompt
 from anchor_service.core.rubric import VERDICT_TOKENS, judge_query
-from anchor_service.data.demo import generate_demo
+from anchor_service.demo.task import generate_demo
 from anchor_service.engines.base import ChoiceQuery, Engine, GenRequest, SamplingParams
 from anchor_service.scoring.sanity import load_checkset
 

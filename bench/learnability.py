@@ -9,6 +9,11 @@ of an option's content to its letter: if that is not learned, no demo variant wi
 
     python -m bench.learnability --n-train 200 --epochs 1 --lr 2e-4
     python -m bench.learnability --family copy --full --lr 1e-4 --epochs 2
+    python -m bench.learnability --n-train 200 --curve 10,25,50,100,200 --json curve.json
+
+`--curve` trains one run for the largest step count and evaluates checkpoints taken at each
+listed step (a learning curve: accuracy vs SFT steps), `--plot FILE` draws it from one or more
+such JSON files.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from anchor_service.config import ModelSpec, SFTConfig, TrainScaling
 from anchor_service.core.parsing import parse_response
 from anchor_service.core.prompts import answer_prompt, explain_prompt
 from anchor_service.core.types import LETTERS
-from anchor_service.data import demo
+from anchor_service.demo import task as demo
 from anchor_service.engines.base import GenRequest, SamplingParams
 from anchor_service.engines.hf import HFEngine
 from anchor_service.engines.registry import resolve_model
@@ -81,6 +86,96 @@ def accuracy(model_dir: Path, test, explain: bool) -> dict:
     return out
 
 
+class _SaveAtSteps:
+    """A TrainerCallback that saves the model (the LoRA adapter, or all weights) at given steps."""
+
+    def __init__(self, steps: set[int], out: Path) -> None:
+        from transformers import TrainerCallback
+
+        self.steps, self.out = steps, out
+        self.callback = type("SaveAtSteps", (TrainerCallback,), {"on_step_end": self._on_step})()
+
+    def _on_step(self, args, state, control, model=None, **kwargs):
+        if state.global_step in self.steps and model is not None:
+            model.save_pretrained(self.out / f"step-{state.global_step}")
+        return control
+
+
+def _merged(ckpt: Path, base: Path, use_lora: bool, tokenizer, out: Path) -> Path:
+    """A loadable model directory for a checkpoint: the adapter merged into the base."""
+    if not use_lora:
+        tokenizer.save_pretrained(ckpt)
+        return ckpt
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model = PeftModel.from_pretrained(model, ckpt).merge_and_unload()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def learning_curve(train, test, base: Path, cfg: SFTConfig, steps: list[int]) -> list[dict]:
+    """Answer-prompt accuracy at each SFT step count, from checkpoints of one run."""
+    points = [{"step": 0, **accuracy(base, test, False)["answer"]}]
+    print("curve", json.dumps(points[-1]), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        saver = _SaveAtSteps(set(steps), Path(tmp))
+        trainer = build_sft_trainer(
+            sft_rows(train), base, cfg, 0, str(Path(tmp) / "ckpt"), callbacks=[saver.callback]
+        )
+        trainer.args.save_strategy = "no"
+        trainer.args.max_steps = max(steps)
+        t0 = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - t0
+        losses = {h["step"]: h["loss"] for h in trainer.state.log_history if "loss" in h}
+        for step in sorted(steps):
+            model_dir = _merged(
+                Path(tmp) / f"step-{step}",
+                base,
+                cfg.use_lora,
+                trainer.processing_class,
+                Path(tmp) / f"merged-{step}",
+            )
+            near = [v for k, v in losses.items() if k <= step][-5:]
+            loss = round(sum(near) / len(near), 4) if near else None
+            point = {"step": step, "loss": loss, **accuracy(model_dir, test, False)["answer"]}
+            points.append(point)
+            print("curve", json.dumps(point), flush=True)
+    points[0]["train_seconds_total"] = round(seconds, 1)
+    return points
+
+
+def plot(files: list[str], out: str) -> None:
+    """Accuracy vs SFT steps, one line per curve JSON (label: model, lr, LoRA/full, n)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for f in files:
+        data = json.loads(Path(f).read_text())
+        a = data["args"]
+        label = (
+            f"{Path(a['model']).name} lr {a['lr']:g} {'full' if a['full'] else 'LoRA'} "
+            f"n={a['n_train']}"
+        )
+        pts = data["curve"]
+        ax.plot([p["step"] for p in pts], [100 * p["accuracy"] for p in pts], "o-", label=label)
+    ax.axhline(25, color="grey", linestyle=":", label="chance (25%)")
+    ax.set_xlabel("SFT optimizer steps (batch 8)")
+    ax.set_ylabel("test accuracy, answer prompt (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7)
+    ax.set_title("Label-only SFT on the demo task: accuracy vs steps")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m-instruct")
@@ -92,7 +187,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     ap.add_argument("--explain", action="store_true", help="also the explain prompt")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--curve", default=None, help="comma-separated step counts: a learning curve")
+    ap.add_argument("--json", default=None, help="write the result (and curve) to this file")
+    ap.add_argument("--plot", nargs="+", default=None, help="curve JSON files to draw")
+    ap.add_argument("--plot-out", default="learning-curve.png")
     args = ap.parse_args(argv)
+    if args.plot:
+        plot(args.plot, args.plot_out)
+        return
 
     if args.family == "copy":
         demo._DRAFTERS["arithmetic"] = _copy_task
@@ -104,9 +206,6 @@ def main(argv: list[str] | None = None) -> None:
     train = demo.generate_demo(args.n_train, 1234, "train")
     test = demo.generate_demo(args.n_test, 1234, "test")
     base = resolve_model(args.model)
-    result = {"args": vars(args), "base": accuracy(base, test, args.explain)}
-    print("base", json.dumps(result["base"]), flush=True)
-
     cfg = SFTConfig(
         use_lora=not args.full,
         learning_rate=args.lr,
@@ -115,6 +214,14 @@ def main(argv: list[str] | None = None) -> None:
         max_length=384,
         scaling=TrainScaling(num_workers=1, cpus_per_worker=1, torch_threads=args.threads),
     )
+    if args.curve:
+        steps = sorted({int(x) for x in args.curve.split(",")})
+        result = {"args": vars(args), "curve": learning_curve(train, test, base, cfg, steps)}
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+        return
+    result = {"args": vars(args), "base": accuracy(base, test, args.explain)}
+    print("base", json.dumps(result["base"]), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         trainer = build_sft_trainer(sft_rows(train), base, cfg, 0, str(Path(tmp) / "ckpt"))

@@ -42,13 +42,13 @@ from typing import Any
 
 import pandas as pd
 
-from anchor_service.config import RunConfig, StageResources, load_config
-from anchor_service.data.demo import demo_response, generate_demo
+from anchor_service.config import ModelSpec, RunConfig, StageResources, load_config
+from anchor_service.demo.task import demo_response, generate_demo
 from anchor_service.pipeline.judge import JudgeStage
-from anchor_service.pipeline.run import example_rows, judge_rows
-from anchor_service.pipeline.runner import run_stage
+from anchor_service.pipeline.runner import StageSpec, run_stage
 from anchor_service.pipeline.sample import SampleStage
 from anchor_service.rundir import RunDir
+from anchor_service.schema import judge_input, sample_input
 
 log = logging.getLogger("bench.pipeline")
 
@@ -151,22 +151,30 @@ def run_side(
         return pd.concat(outs, ignore_index=True), seconds, timing
     rundir = RunDir(work / f"run-{name}")
     called = time.time()
-    out = run_stage(
-        rundir,
-        name,
-        "bench",
-        rows,
-        keys,
-        stage_cls,
-        dict(ctor_kwargs, timing_path=str(timing_path)),
-        resources,
-        rundir.root / f"{name}.parquet",
+    spec = StageSpec(
+        name=name,
+        rows=rows,
+        keys=tuple(keys),
+        stage_cls=stage_cls,
+        args=dict(ctor_kwargs, timing_path=str(timing_path)),
+        resources=resources,
+        out_path=rundir.root / f"{name}.parquet",
+        fingerprint_parts=("bench",),
+        model=_model_of(ctor_kwargs),
         progress=progress,
     )
+    out = run_stage(rundir, spec)
     done = time.time()
     timing = json.loads(timing_path.read_text(encoding="utf-8"))
     timing["actor_start_s"] = timing["init_start"] - called
     return out, done - timing["ready"], timing
+
+
+def _model_of(ctor_kwargs: dict) -> ModelSpec | None:
+    """The model a bench stage loads: the sampler's `spec` or the judge's model."""
+    if "judge_cfg" in ctor_kwargs:
+        return ModelSpec.model_validate(ctor_kwargs["judge_cfg"]["model"])
+    return ModelSpec.model_validate(ctor_kwargs["spec"])
 
 
 def figures(side: str, stage: str, rows: int, tokens: int, seconds: float, t: dict):
@@ -188,7 +196,7 @@ def figures(side: str, stage: str, rows: int, tokens: int, seconds: float, t: di
 
 def bench_config(args: argparse.Namespace) -> RunConfig:
     """The demo config, with this run's model, dtype, batch and thread overrides."""
-    from anchor_service.cli.run import demo_config_path
+    from anchor_service.resources import demo_config_path
 
     overrides = []
     for key, value in (
@@ -308,9 +316,9 @@ def main(argv: list[str] | None = None) -> None:
     examples = generate_demo(args.prompts, seed=0, split="train")
     by_id = {ex.prompt_id: ex for ex in examples}
     # Rows in key order (demo ids are numbered in order): the order run_stage cuts batches in.
-    sample_rows = example_rows(examples, args.samples)
+    sample_rows = sample_input(examples, args.samples)
     warm_examples = generate_demo(2, seed=1, split="test")
-    warm_sample = example_rows(warm_examples, 2).to_dict("records")
+    warm_sample = sample_input(warm_examples, 2).to_dict("records")
     sample_kwargs = dict(
         spec=policy.model_dump(),
         model_label="bench",
@@ -365,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
                 keep(side, "sample", out, sample_tokens, secs, t)
                 if judge_in is None:
                     # The first side's samples are both sides' judge input: identical work.
-                    judge_in = judge_rows(out, by_id, "sample")
+                    judge_in = judge_input(out, by_id, "sample")
                     judge_tokens = judged_tokens(judge.model.name, judge_in)
                     judge_kwargs = dict(
                         judge_cfg=judge.model_dump(),

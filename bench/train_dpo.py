@@ -33,7 +33,7 @@ from typing import Any
 
 from anchor_service.config import DPOConfig, TrainScaling
 from anchor_service.core.prompts import explain_prompt
-from anchor_service.data.demo import demo_response, generate_demo
+from anchor_service.demo.task import demo_response, generate_demo
 from anchor_service.training import ray_trainer
 from anchor_service.training.dpo import build_dpo_trainer, dpo_rows, pairs_dataset, train_dpo
 

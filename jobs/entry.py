@@ -9,8 +9,9 @@ from pathlib import Path
 
 
 def main(until: str, description: str, argv: list[str] | None = None) -> int:
-    from anchor_service.cli.run import default_out, demo_config_path
     from anchor_service.config import ConfigError, load_config
+    from anchor_service.resources import demo_config_path
+    from anchor_service.rundir import default_run_dir
 
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--config", required=True, help="YAML config, or `demo` for the packaged demo")
@@ -26,9 +27,9 @@ def main(until: str, description: str, argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else default_out(cfg, str(path))
+    out = Path(args.out) if args.out else default_run_dir(str(path), cfg.run_seed)
 
-    from anchor_service.pipeline.run import MethodRun
+    from anchor_service.recipe.method import MethodRun
 
     MethodRun(cfg, out).run(until=until)
     print(f"run directory: {out.resolve()} (stages up to '{until}' done)")

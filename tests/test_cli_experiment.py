@@ -27,7 +27,7 @@ from anchor_service.experiment_dir import (
     parse_seeds,
     parse_variant,
 )
-from anchor_service.pipeline.experiment import is_finished
+from anchor_service.recipe.experiment import is_finished
 
 FAST = ["evaluation.bootstrap=200", "eval_judge.mode=oracle"]
 

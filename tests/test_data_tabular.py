@@ -12,6 +12,7 @@ from anchor_service.data.errors import DataError, DataNotFoundError, RowError
 from anchor_service.data.tabular import (
     answer_index,
     dataset_name,
+    example_from_row,
     read_table,
     strip_option_labels,
 )
@@ -135,3 +136,14 @@ def test_dataset_name_comes_from_the_path_without_the_split():
     assert dataset_name("data/quiz_{split}.jsonl", "jsonl") == "quiz"
     assert dataset_name("data/quiz/{split}.csv", "csv") == "quiz"
     assert dataset_name("{split}.jsonl", "jsonl") == "jsonl"
+
+
+def test_answer_matched_against_a_labels_column_whatever_the_labels():
+    columns = ColumnMap(question="q", options="choices.text", answer="key", labels="choices.label")
+    row = {"q": "Q?", "choices": {"text": ["a", "b", "c"], "label": ["1", "2", "3"]}, "key": "2"}
+    assert example_from_row(row, columns, "arc", "test", 1).gold == 1
+    with pytest.raises(ValueError, match=r"answer 'D' is not one of the labels \['1', '2', '3'\]"):
+        example_from_row(row | {"key": "D"}, columns, "arc", "test", 1)
+    bad = row | {"choices": {"text": ["a", "b", "c"], "label": ["1", "2"]}}
+    with pytest.raises(ValueError, match="labels must be a list of 3 labels"):
+        example_from_row(bad, columns, "arc", "test", 1)

@@ -407,7 +407,7 @@ def test_embedded_model_answers_an_explain_prompt(embedded_model_dir):
 def test_trained_tiny_model_ends_its_turn_with_eos(tiny_model_dir):
     from anchor_service.core.parsing import OK, parse_response
     from anchor_service.core.prompts import explain_prompt
-    from anchor_service.data.demo import generate_demo
+    from anchor_service.demo.task import generate_demo
 
     engine = _engine(tiny_model_dir, batch_size=4)
     examples = generate_demo(4, 5, "test")

@@ -201,25 +201,26 @@ class PlacementProbeReplica:
 def test_stage_actor_runs_in_a_tp_placement_group_released_after_the_stage(
     local_ray, tmp_path: Path
 ):
-    from anchor_service.pipeline.runner import run_stage
+    from anchor_service.pipeline.runner import StageSpec, run_stage
     from anchor_service.rundir import RunDir
 
     assert vllm_executor_backend(2, "GPU") == "ray"
     spec = vllm_spec(2)
     res = StageResources(actors=1, batch_size=2, num_cpus=0.5, tp_bundle=CPU_BUNDLE)
     rows = pd.DataFrame({"prompt_id": [f"p/{i}" for i in range(4)]})
-    out = run_stage(
-        RunDir(tmp_path / "run"),
-        "probe",
-        "fp",
-        rows,
-        ["prompt_id"],
-        PlacementProbe,
-        {"spec": spec.model_dump()},
-        res,
-        tmp_path / "run" / "probe.parquet",
+    stage = StageSpec(
+        name="probe",
+        rows=rows,
+        keys=("prompt_id",),
+        stage_cls=PlacementProbe,
+        args={"spec": spec.model_dump()},
+        resources=res,
+        out_path=tmp_path / "run" / "probe.parquet",
+        fingerprint_parts=("fp",),
+        model=spec,
         progress=False,
     )
+    out = run_stage(RunDir(tmp_path / "run"), stage)
     assert len(out) == 4
     assert out["pg"].notna().all()
     assert (out["n_bundles"] == 2).all()

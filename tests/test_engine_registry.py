@@ -53,31 +53,40 @@ def test_directory_without_config_names_every_lookup_tried(tmp_path):
     assert "hub id" in msg
 
 
-def test_unknown_hub_id_reports_hf_cache_miss(tmp_path, monkeypatch):
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+def test_unknown_hub_id_offline_names_both_lookups(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANCHOR_MODEL_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError) as err:
         resolve_model("nobody-here/no-such-model")
     msg = str(err.value)
     assert "no file or directory nobody-here/no-such-model" in msg
-    assert "not in the local HF cache" in msg
+    assert "not in the cache" in msg and "HF_HUB_OFFLINE" in msg
+
+
+def test_name_that_is_neither_path_nor_hub_id_is_not_looked_up(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="as a hub id: not a valid hub id"):
+        resolve_model(str(tmp_path / "no" / "such" / "dir"))
 
 
 def test_hub_id_resolves_from_local_hf_cache_without_network(tmp_path, monkeypatch):
-    import huggingface_hub.constants
-
+    # A cache written by another tool (no tree listing): its files are checked directly.
     hub = tmp_path / "hub"
     repo = hub / "models--some-org--tiny"
     commit = "0123456789abcdef0123456789abcdef01234567"
     snap = repo / "snapshots" / commit
     snap.mkdir(parents=True)
     (snap / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (snap / "model.safetensors").write_bytes(b"x")
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.delenv("ANCHOR_MODEL_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert resolve_model("some-org/tiny").resolve() == snap.resolve()
+    (snap / "model.safetensors").unlink()
+    with pytest.raises(ModelNotFoundError, match="no weights"):
+        resolve_model("some-org/tiny")
 
 
 def test_missing_offline_wheel_says_what_to_set(fresh_cache, monkeypatch, tmp_path):

@@ -35,7 +35,7 @@ def live_app(serve_tiny_model):
 
 def judge_rows() -> pd.DataFrame:
     """Demo questions with a sound and two defective explanations each (plus one empty)."""
-    from anchor_service.data.demo import demo_response, generate_demo
+    from anchor_service.demo.task import demo_response, generate_demo
 
     rows = []
     for example in generate_demo(6, seed=3, split="train"):

@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from anchor_service.core.stats import accuracy
 from anchor_service.core.types import CATEGORIES
+from anchor_service.evaluation.stats import accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.ray

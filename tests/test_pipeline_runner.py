@@ -39,20 +39,20 @@ def _rows(n: int) -> pd.DataFrame:
 
 
 def _run(rundir: RunDir, rows: pd.DataFrame, batch_size: int) -> pd.DataFrame:
-    from anchor_service.pipeline.runner import run_stage
+    from anchor_service.pipeline.runner import StageSpec, run_stage
 
-    return run_stage(
-        rundir,
-        "record",
-        "fp",
-        rows,
-        ["prompt_id"],
-        RecordBatch,
-        {},
-        StageResources(actors=1, batch_size=batch_size, num_cpus=0.5),
-        rundir.root / "record.parquet",
+    spec = StageSpec(
+        name="record",
+        rows=rows,
+        keys=("prompt_id",),
+        stage_cls=RecordBatch,
+        args={},
+        resources=StageResources(actors=1, batch_size=batch_size, num_cpus=0.5),
+        out_path=rundir.root / "record.parquet",
+        fingerprint_parts=("fp",),
         progress=False,
     )
+    return run_stage(rundir, spec)
 
 
 def _batches(out: pd.DataFrame) -> dict[str, list[str]]:

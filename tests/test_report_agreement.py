@@ -8,7 +8,7 @@ import pandas as pd
 from synthetic_run import MODELS, write_run
 
 from anchor_service.config import dump_config, load_config
-from anchor_service.core.agreement import judge_agreement
+from anchor_service.evaluation.agreement import judge_agreement
 from anchor_service.report.summary import build_summary, write_summary
 
 FAST = ["evaluation.bootstrap=200"]

@@ -386,7 +386,7 @@ def test_bearer_check_needs_the_exact_token_and_scheme() -> None:
 def test_unexpected_error_in_a_route_is_503_with_retry_after_not_500() -> None:
     from fastapi import FastAPI
 
-    from anchor_service.serve.app import Guard
+    from anchor_service.serve.guard import Guard
 
     app = FastAPI()
 

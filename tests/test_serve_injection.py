@@ -65,7 +65,7 @@ def benign_like(attack: str) -> str:
 def injection_items() -> list[dict[str, Any]]:
     """(question, options, answer, sound, nonsensical) for 10 check-set + 22 demo questions."""
     from anchor_service.core.types import LETTERS
-    from anchor_service.data.demo import demo_response, generate_demo
+    from anchor_service.demo.task import demo_response, generate_demo
     from anchor_service.scoring.sanity import load_checkset
 
     items = []

@@ -11,7 +11,7 @@ from ray import cloudpickle
 from transformers import TrainerCallback
 
 from anchor_service.config import ClusterConfig, SFTConfig, TrainScaling
-from anchor_service.data.demo import generate_demo
+from anchor_service.demo.task import generate_demo
 from anchor_service.training import ray_trainer
 from anchor_service.training.sft import train_sft
 

@@ -8,7 +8,7 @@ import pytest
 
 from anchor_service.config import ClusterConfig, SFTConfig, TrainScaling
 from anchor_service.core.prompts import answer_prompt, answer_target
-from anchor_service.data.demo import generate_demo
+from anchor_service.demo.task import generate_demo
 from anchor_service.training import ray_trainer
 from anchor_service.training.sft import build_sft_trainer, sft_rows, train_sft
 

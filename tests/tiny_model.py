@@ -84,7 +84,7 @@ VARIANTS: tuple[tuple[str, ...], ...] = (
 def _training_rows(settings: dict) -> list[tuple[list[dict], str]]:
     """(chat messages, target) pairs: explain prompts and debater prompts of demo questions."""
     from anchor_service.core.prompts import debater_prompt, explain_prompt
-    from anchor_service.data.demo import demo_response, generate_demo
+    from anchor_service.demo.task import demo_response, generate_demo
 
     rows = []
     examples = generate_demo(settings["train_examples"], settings["data_seed"], "train")
@@ -206,7 +206,7 @@ def check_tiny_model(model_dir: Path, settings: dict = SETTINGS) -> list[str]:
     from anchor_service.config import ModelSpec
     from anchor_service.core.parsing import parse_response
     from anchor_service.core.prompts import debater_prompt, explain_prompt
-    from anchor_service.data.demo import generate_demo
+    from anchor_service.demo.task import generate_demo
     from anchor_service.engines.base import GenRequest, SamplingParams
     from anchor_service.engines.hf import HFEngine
     from anchor_service.scoring.debate import ACCEPTED, judge_attempt

@@ -57,27 +57,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anchor_service.cli.run import demo_config_path
-    from anchor_service.experiment_dir import Experiment, parse_seeds, parse_variant
-    from anchor_service.pipeline.experiment import run_experiment
+    from anchor_service.experiment_dir import experiment_of
+    from anchor_service.recipe.experiment import run_experiment
 
-    config = args.config
-    if config == "demo":
-        config = str(demo_config_path())
-    elif config is not None:
-        config = str(Path(config).resolve())
-    overrides = list(args.overrides)
-    if args.strategies:
-        strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-        overrides.append(f"pairs.strategies=[{','.join(strategies)}]")
-    exp = Experiment(
-        config=config,
-        seeds=parse_seeds(args.seeds),
-        overrides=overrides,
-        variants=[parse_variant(v) for v in args.variants],
+    exp, default = experiment_of(
+        args.config, args.seeds, args.overrides, args.strategies, args.variants
     )
-    stem = Path(args.config).stem if args.config else "default"
-    out = Path(args.out) if args.out else Path("runs") / f"{stem}-experiment"
+    out = Path(args.out) if args.out else default
     experiment = run_experiment(exp, out)
     out = out.resolve()
     print(f"\nexperiment directory: {out}")

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         for comp, parsed in outputs
     ]
     if args.score:
-        from anchor_service.scoring.judges import make_judge
+        from anchor_service.scoring.scorer import make_judge
 
         judge = make_judge(cfg.judge)
         items = [

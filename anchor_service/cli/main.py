@@ -7,11 +7,11 @@ import logging
 import sys
 
 from anchor_service import __version__
-from anchor_service.cli import experiment, explain, report, run, score, serve
+from anchor_service.cli import config, experiment, explain, report, run, score, serve
 from anchor_service.cli.common import UsageError, setup_logging
 from anchor_service.config import ConfigError
 
-SUBCOMMANDS = [score, explain, run, experiment, report, serve]
+SUBCOMMANDS = [score, explain, run, experiment, report, serve, config]
 
 
 def build_parser() -> argparse.ArgumentParser:

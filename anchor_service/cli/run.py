@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from importlib import resources
 from pathlib import Path
 
 from anchor_service.cli.common import add_config_args
 from anchor_service.config import RunConfig, load_config
+from anchor_service.resources import demo_config_path
+from anchor_service.rundir import default_run_dir
 
 HELP = "run the whole method (SFT, sampling, judging, pairs, DPO, evaluation, report)"
-
-
-def demo_config_path() -> Path:
-    """The packaged demo config (CPU-sized, embedded model, built-in demo task)."""
-    return Path(str(resources.files("anchor_service.resources").joinpath("demo.yaml")))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,13 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=run_demo)
 
 
-def default_out(cfg: RunConfig, config_path: str | None) -> Path:
-    stem = Path(config_path).stem if config_path else "default"
-    return Path("runs") / f"{stem}-seed{cfg.run_seed}"
-
-
 def execute(cfg: RunConfig, out: Path) -> int:
-    from anchor_service.pipeline.run import MethodRun
+    from anchor_service.recipe.method import MethodRun
 
     summary = MethodRun(cfg, out).run()
     out = out.resolve()
@@ -70,7 +61,7 @@ def execute(cfg: RunConfig, out: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    out = Path(args.out) if args.out else default_out(cfg, args.config)
+    out = Path(args.out) if args.out else default_run_dir(args.config, cfg.run_seed)
     return execute(cfg, out)
 
 

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         extra.append(f"judge.mode={args.mode}")
     cfg = resolve_config(args, extra)
 
-    from anchor_service.scoring.judges import make_judge
+    from anchor_service.scoring.scorer import make_judge
 
     judge = make_judge(cfg.judge)
     t0 = time.perf_counter()

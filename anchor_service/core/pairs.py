@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from anchor_service.core.categorize import categorize
@@ -149,17 +149,7 @@ class Pair:
     rejected_score: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "prompt_id": self.prompt_id,
-            "category": self.category,
-            "prompt": self.prompt,
-            "chosen": self.chosen,
-            "rejected": self.rejected,
-            "chosen_ref": self.chosen_ref,
-            "rejected_ref": self.rejected_ref,
-            "chosen_score": self.chosen_score,
-            "rejected_score": self.rejected_score,
-        }
+        return asdict(self)
 
 
 def order_key(r: Response) -> tuple:
@@ -185,8 +175,60 @@ def _check_options(strategy: str, variable_rejected: str, incorrect_rejected: st
             raise ValueError(f"pairs.{name} = {value!r}; use one of {REJECTED_CHOICES}")
 
 
-def _pick_rejected(ordered: list[Response], which: str) -> Response:
-    return ordered[0] if which == "highest" else ordered[-1]
+@dataclass(frozen=True)
+class Pairing:
+    """How a strategy pairs the prompts of one category (METHOD.md step 5).
+
+    `chosen` and `rejected` name the candidate pools (`debate`: the accepted debate;
+    `correct` / `incorrect`: the samples with that label; `samples`: all samples); `end` is
+    the rejected response's end of the ordering (`lowest`, `highest`, `random`: drawn with
+    the prompt's key, or the name of the option that decides it); `anchored`: the label
+    decides the preference, so the pair can never be a tie.
+    """
+
+    chosen: str
+    rejected: str
+    end: str
+    anchored: bool
+
+
+_BLIND = Pairing("samples", "samples", "lowest", anchored=False)
+_VARIABLE = Pairing("correct", "incorrect", "variable_rejected", anchored=True)
+_DEBATE = Pairing("debate", "samples", "incorrect_rejected", anchored=True)
+_RANK = Pairing("samples", "samples", "random", anchored=False)
+
+# strategy -> category -> pairing; None: the category gives no pair (`excluded`).
+PAIRINGS: dict[str, dict[str, Pairing | None]] = {
+    "anchor": {CONSISTENTLY_CORRECT: _BLIND, VARIABLE: _VARIABLE, CONSISTENTLY_INCORRECT: _DEBATE},
+    "label_filter": {
+        CONSISTENTLY_CORRECT: _BLIND,
+        VARIABLE: _VARIABLE,
+        CONSISTENTLY_INCORRECT: None,
+    },
+    "maxmin": dict.fromkeys(CATEGORIES, _BLIND),
+    "rank": dict.fromkeys(CATEGORIES, _RANK),
+}
+
+
+def _pool(name: str, samples: list[Response], debate: Response | None) -> list[Response]:
+    if name == "debate":
+        return [debate] if debate is not None else []
+    if name == "correct":
+        return [s for s in samples if s.correct]
+    if name == "incorrect":
+        return [s for s in samples if not s.correct]
+    return list(samples)
+
+
+def _check_samples(prompt_id: str, category: str, samples: list[Response]) -> None:
+    if category not in CATEGORIES:
+        raise ValueError(f"prompt {prompt_id}: category {category!r} is not one of {CATEGORIES}")
+    seen = [s.sample_idx for s in samples]
+    if len(set(seen)) != len(seen):
+        raise ValueError(
+            f"prompt {prompt_id}: duplicate sample_idx in {sorted(seen)}; "
+            "each sample must appear once (check samples.parquet / scores.parquet joins)"
+        )
 
 
 def select_pair(
@@ -202,52 +244,34 @@ def select_pair(
 ) -> PairChoice | Drop:
     """Pick at most one (chosen, rejected) pair for a prompt, exactly as METHOD.md step 5.
 
-    Slots by strategy and category:
-    - anchor / label_filter, consistently correct: best-ordered sample vs worst-ordered sample.
-    - anchor / label_filter, variable: best-ordered correct sample vs worst-ordered (or, with
-      variable_rejected="highest", best-ordered) incorrect sample.
-    - anchor, consistently incorrect: the debate vs worst-ordered (or best-ordered with
-      incorrect_rejected="highest") sample. label_filter: no pair.
-    - maxmin: best-ordered sample vs worst-ordered sample, whatever the category.
-    - rank: best-ordered sample vs one drawn uniformly from the other participating samples
-      (listed by sample index) with keyed_rng((run_seed, "rank", prompt_id)).
-    "Best-ordered" chosen means the best-ordered response that may be chosen (status
-    `scored`, non-empty explanation); rejected may be any participating response (`scored`
-    or `empty`). rank and maxmin ignore the debate; so does anchor outside the
-    consistently-incorrect category.
+    The pools and the rejected end come from PAIRINGS. Chosen is the best-ordered response
+    of its pool that may be chosen (`scored`, non-empty explanation); rejected is any other
+    participating response of its pool (`scored` or `empty`), at the pairing's end; `rank`
+    draws it uniformly from the others (listed by sample index) with
+    keyed_rng((run_seed, "rank", prompt_id)).
 
     Drop rule, checked in this order (first match wins):
-    1. `excluded`: label_filter on a consistently-incorrect prompt.
-    2. `debater_failed`: anchor on a consistently-incorrect prompt with no accepted debate.
+    1. `excluded`: the pairing is None (label_filter on a consistently-incorrect prompt).
+    2. `debater_failed`: the chosen pool is the debate and there is no accepted debate.
     3. chosen slot: `unscored` if no candidate of the slot takes part (all `unscored`, e.g. a
        variable prompt whose correct samples all failed the judge, or an unscored debate);
        `empty_chosen` if candidates take part but none is `scored` with a non-empty
        explanation (all `empty`).
     4. rejected slot: `unscored` if no participating candidate other than the chosen one.
     5. `identical`: chosen and rejected texts are equal (exact string comparison).
-    6. `tie`: label-blind pairs only (anchor/label_filter on consistently correct, every
-       rank and maxmin pair) with equal score and equal score_expected (None equals None).
-    Label-anchored pairs (variable, consistently incorrect) are kept whatever the scores.
+    6. `tie`: a pairing not label-anchored, equal score and score_expected (None == None).
     """
     _check_options(strategy, variable_rejected, incorrect_rejected)
-    if category not in CATEGORIES:
-        raise ValueError(f"prompt {prompt_id}: category {category!r} is not one of {CATEGORIES}")
-    seen = [s.sample_idx for s in samples]
-    if len(set(seen)) != len(seen):
-        raise ValueError(
-            f"prompt {prompt_id}: duplicate sample_idx in {sorted(seen)}; "
-            "each sample must appear once (check samples.parquet / scores.parquet joins)"
-        )
+    _check_samples(prompt_id, category, samples)
 
     def drop(reason: str) -> Drop:
         logger.debug("prompt %s (%s, %s): dropped as %s", prompt_id, category, strategy, reason)
         return Drop(prompt_id=prompt_id, category=category, reason=reason)
 
-    if strategy == "label_filter" and category == CONSISTENTLY_INCORRECT:
+    pairing = PAIRINGS[strategy][category]
+    if pairing is None:
         return drop(EXCLUDED)
-    # The label decides the preference of these pairs, so they can never tie.
-    label_anchored = strategy in ("anchor", "label_filter") and category != CONSISTENTLY_CORRECT
-    if strategy == "anchor" and category == CONSISTENTLY_INCORRECT:
+    if pairing.chosen == "debate":
         if debate is None:
             return drop(DEBATER_FAILED)
         if not debate.correct:
@@ -255,19 +279,7 @@ def select_pair(
                 f"prompt {prompt_id}: the debate {debate.ref} is not correct; only an accepted "
                 "debate (which parses to the gold letter) may be passed"
             )
-        chosen_pool: list[Response] = [debate]
-        rejected_pool = list(samples)
-        rejected_which = incorrect_rejected
-    elif label_anchored:  # variable under anchor / label_filter
-        chosen_pool = [s for s in samples if s.correct]
-        rejected_pool = [s for s in samples if not s.correct]
-        rejected_which = variable_rejected
-    else:  # consistently correct under anchor / label_filter, and every rank / maxmin prompt
-        chosen_pool = list(samples)
-        rejected_pool = list(samples)
-        rejected_which = "lowest"
-
-    chosen_ordered = order_responses(chosen_pool)
+    chosen_ordered = order_responses(_pool(pairing.chosen, samples, debate))
     if not chosen_ordered:
         return drop(DROP_UNSCORED)
     eligible = [r for r in chosen_ordered if r.can_be_chosen]
@@ -275,20 +287,25 @@ def select_pair(
         return drop(EMPTY_CHOSEN)
     chosen = eligible[0]
 
-    others = [r for r in order_responses(rejected_pool) if r is not chosen]
+    others = [
+        r for r in order_responses(_pool(pairing.rejected, samples, debate)) if r is not chosen
+    ]
     if not others:
         return drop(DROP_UNSCORED)
-    if strategy == "rank":
+    end = {"variable_rejected": variable_rejected, "incorrect_rejected": incorrect_rejected}.get(
+        pairing.end, pairing.end
+    )
+    if end == "random":
         # Listed by sample index so the draw depends only on the key, not on input order.
         rng = keyed_rng((run_seed, "rank", prompt_id))
         rejected = rng.choice(sorted(others, key=lambda r: (r.sample_idx, r.ref)))
     else:
-        rejected = _pick_rejected(others, rejected_which)
+        rejected = others[0] if end == "highest" else others[-1]
 
     if chosen.text == rejected.text:
         return drop(IDENTICAL)
     if (
-        not label_anchored
+        not pairing.anchored
         and chosen.ordering_score == rejected.ordering_score
         and chosen.score_expected == rejected.score_expected
     ):
@@ -363,9 +380,32 @@ def build_pairs(
             )
         )
 
-    total = len(pairs)
+    stats = pair_stats(strategy, n_prompts, n_pairs, drops, drops_by_category, min_pairs)
+    logger.info(
+        "pairs %s: %d pairs from %d prompts, drops %s, lambda %s%s",
+        strategy,
+        len(pairs),
+        len(prompts),
+        {k: v for k, v in drops.items() if v},
+        stats["lambda"],
+        f" (fewer than min_pairs={min_pairs}: DPO skipped)" if stats["dpo_skipped"] else "",
+    )
+    return pairs, stats
+
+
+def pair_stats(
+    strategy: str,
+    n_prompts: dict[str, int],
+    n_pairs: dict[str, int],
+    drops: dict[str, int],
+    drops_by_category: dict[str, dict[str, int]],
+    min_pairs: int,
+) -> dict[str, Any]:
+    """`stats-<strategy>.json`: lambda = share of pairs from variable + consistently
+    incorrect prompts (None with no pairs); dpo_skipped = fewer pairs than min_pairs."""
+    total = sum(n_pairs.values())
     anchored = n_pairs[VARIABLE] + n_pairs[CONSISTENTLY_INCORRECT]
-    stats: dict[str, Any] = {
+    return {
         "strategy": strategy,
         "prompts": n_prompts,
         "pairs": n_pairs,
@@ -374,13 +414,3 @@ def build_pairs(
         "lambda": anchored / total if total else None,
         "dpo_skipped": total < min_pairs,
     }
-    logger.info(
-        "pairs %s: %d pairs from %d prompts, drops %s, lambda %s%s",
-        strategy,
-        total,
-        len(prompts),
-        {k: v for k, v in drops.items() if v},
-        stats["lambda"],
-        f" (fewer than min_pairs={min_pairs}: DPO skipped)" if stats["dpo_skipped"] else "",
-    )
-    return pairs, stats

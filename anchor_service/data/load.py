@@ -8,7 +8,8 @@ else `run_seed`), returned in the original order.
 
 The paper datasets are read from the data directory: `cfg.data_dir`, else `$ANCHOR_DATA_DIR`,
 else `../shared/data` from the working directory, else `../shared/data` from the repository
-root (the parent of the package directory).
+root (the parent of the package directory). Where a split's file (or any data directory) is
+absent, its hub copy is read instead (`cfg.hub_fallback`, data/paper_hub.py).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from pathlib import Path
 from anchor_service.config import DataConfig
 from anchor_service.core.keys import keyed_rng
 from anchor_service.core.types import Example
-from anchor_service.data.demo import demo_split, generate_demo
 from anchor_service.data.errors import DataError, DataNotFoundError, LoadResult
 from anchor_service.data.hub import load_hub
 from anchor_service.data.paper import PAPER_DATASETS, load_paper, split_label
+from anchor_service.data.paper_hub import HUB_COPIES, load_paper_hub
 from anchor_service.data.tabular import dataset_name, read_table
 
 __all__ = ["LoadResult", "load_examples", "resolve_data_dir", "select_subset"]
@@ -75,15 +76,35 @@ def _role(cfg: DataConfig, split: str) -> tuple[str | None, str]:
     return None, split
 
 
+def _read_paper(cfg: DataConfig, split: str) -> LoadResult:
+    """A paper dataset's split from its file, else (`hub_fallback`) from its hub copy."""
+    try:
+        return load_paper(cfg.source, resolve_data_dir(cfg.data_dir), split, cfg.on_bad_row)
+    except DataNotFoundError as exc:
+        given_dir_missing = cfg.data_dir and not Path(cfg.data_dir).expanduser().is_dir()
+        if not cfg.hub_fallback or given_dir_missing:
+            raise
+        local = str(exc)
+    copy = cfg.path or HUB_COPIES[cfg.source]
+    log.warning("%s; reading the hub copy %s instead", local, copy)
+    try:
+        return load_paper_hub(cfg.source, split, cfg.on_bad_row, copy)
+    except DataNotFoundError as exc:
+        raise DataNotFoundError(f"{local}; and its hub copy: {exc}") from exc
+
+
 def _read(cfg: DataConfig, role: str | None, split: str) -> LoadResult:
     source = cfg.source
     if source == "demo":
+        # Imported here: the demo package uses data.errors, so a top-level import would circle.
+        from anchor_service.demo.task import demo_split, generate_demo
+
         name = demo_split(split)
         n = cfg.demo.n_train if (role or name) == "train" else cfg.demo.n_test
         examples = generate_demo(n, cfg.demo.seed, name)
         return LoadResult(examples, source=f"demo {name} (seed {cfg.demo.seed}, {n} questions)")
     if source in PAPER_DATASETS:
-        return load_paper(source, resolve_data_dir(cfg.data_dir), split, cfg.on_bad_row)
+        return _read_paper(cfg, split)
     if source in ("jsonl", "csv", "hf"):
         if not cfg.path:
             raise DataError(f"data.source '{source}' needs data.path (a file, or {{split}} in it)")

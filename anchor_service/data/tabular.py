@@ -128,6 +128,17 @@ def answer_index(value: Any, n_options: int, answer_base: int = 0) -> int:
     return index
 
 
+def _labelled_answer(answer: Any, labels: Any, n_options: int) -> int:
+    """The position of the label `answer` names among the options' labels."""
+    if not isinstance(labels, (list, tuple)) or len(labels) != n_options:
+        raise ValueError(f"labels must be a list of {n_options} labels, one per option")
+    names = [str(label).strip() for label in labels]
+    key = str(answer).strip()
+    if key not in names:
+        raise ValueError(f"answer {key!r} is not one of the labels {names}")
+    return names.index(key)
+
+
 def example_from_row(
     row: Mapping[str, Any], columns: ColumnMap, dataset: str, split: str, index: int
 ) -> Example:
@@ -145,7 +156,11 @@ def example_from_row(
     options = _options(row, columns)
     if not 2 <= len(options) <= len(LETTERS):
         raise ValueError(f"{len(options)} options; 2 to {len(LETTERS)} are supported")
-    gold = answer_index(_required(row, columns.answer, "answer"), len(options), columns.answer_base)
+    answer = _required(row, columns.answer, "answer")
+    if columns.labels:
+        gold = _labelled_answer(answer, _required(row, columns.labels, "labels"), len(options))
+    else:
+        gold = answer_index(answer, len(options), columns.answer_base)
     if columns.id:
         source_id = _required(row, columns.id, "id")
         if _is_blank(source_id):

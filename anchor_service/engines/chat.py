@@ -15,7 +15,7 @@ def _tokenizer(name: str):
 
     from anchor_service.engines.registry import resolve_model
 
-    path = Path(name) if Path(name).is_dir() else resolve_model(name)
+    path = Path(name) if Path(name).is_dir() else resolve_model(name, weights=False)
     return AutoTokenizer.from_pretrained(str(path))
 
 

@@ -377,13 +377,15 @@ def _adds_bos(tok: Any) -> bool:
 
 
 def _load_local_tokenizer(name: str) -> Any:
-    """AutoTokenizer from a tokenizer directory, or a model the registry resolves (no network)."""
+    """AutoTokenizer from a tokenizer directory, or the config and tokenizer of a model the
+    registry resolves (a hub id: downloaded without its weights)."""
     from transformers import AutoTokenizer  # heavy; only probability mode needs it
 
     from anchor_service.engines.registry import resolve_model
 
     # A tokenizer-only directory has no config.json, which resolve_model requires of models.
-    source = Path(name).expanduser() if Path(name).expanduser().is_dir() else resolve_model(name)
+    local = Path(name).expanduser()
+    source = local if local.is_dir() else resolve_model(name, weights=False)
     try:
         return AutoTokenizer.from_pretrained(str(source))
     except (OSError, ValueError) as exc:

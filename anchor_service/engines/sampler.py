@@ -33,18 +33,26 @@ _STEP_SALT = _i64(0x632BE59BD9B4E019)
 _TWO_POW_M53 = 2.0**-53
 
 
-def _shr(z: torch.Tensor, k: int) -> torch.Tensor:
-    """Logical right shift of int64 (torch's `>>` is arithmetic): clear the copied sign bits."""
-    return (z >> k) & ((1 << (64 - k)) - 1)
+def _xorshift_(z: torch.Tensor, k: int, tmp: torch.Tensor) -> None:
+    """z ^= z >>> k, in place, through the scratch tensor `tmp` (no allocation per op)."""
+    torch.bitwise_right_shift(z, k, out=tmp)
+    tmp.bitwise_and_((1 << (64 - k)) - 1)
+    z.bitwise_xor_(tmp)
 
 
-def _mix64(z: torch.Tensor) -> torch.Tensor:
-    """SplitMix64's finaliser: a bijection of 64-bit words with full avalanche (wrapping ops)."""
-    z = z ^ _shr(z, 30)
-    z = z * _MIX1
-    z = z ^ _shr(z, 27)
-    z = z * _MIX2
-    return z ^ _shr(z, 31)
+def _mix64_(z: torch.Tensor) -> torch.Tensor:
+    """SplitMix64's finaliser, in place: a bijection of 64-bit words with full avalanche.
+
+    In place because the token-level tensors are batch x nucleus wide: fresh temporaries per
+    op would cost more in allocation and page faults than the arithmetic does.
+    """
+    tmp = torch.empty_like(z)
+    _xorshift_(z, 30, tmp)
+    z.mul_(_MIX1)
+    _xorshift_(z, 27, tmp)
+    z.mul_(_MIX2)
+    _xorshift_(z, 31, tmp)
+    return z
 
 
 def signed_seed(key: tuple) -> int:
@@ -58,24 +66,28 @@ def seeds_tensor(keys: Sequence[tuple], device: torch.device | str = "cpu") -> t
 
 
 def keyed_bits(seeds: torch.Tensor, steps: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """64 random bits per (row seed, row step, token index): int64 of `tokens`' shape [B, N].
+    """64 random bits per (row seed, row step, token index): int64 of shape [B, N].
 
     A pure function of its three inputs, so the same on every device, in any batch and for any
     vocabulary padding. `seeds` and `steps` are [B]; `tokens` is [B, N] or [N].
     """
-    row = _mix64(seeds ^ _mix64(steps.to(torch.long) * _GOLDEN + _STEP_SALT))
-    return _mix64(row.unsqueeze(-1) + (tokens.to(torch.long) + 1) * _GOLDEN)
+    step_word = _mix64_(steps.to(torch.long) * _GOLDEN + _STEP_SALT)
+    row = _mix64_(seeds ^ step_word)
+    z = (tokens.to(torch.long) + 1).mul_(_GOLDEN)
+    z = z.expand(row.shape[0], -1).clone() if z.dim() == 1 else z
+    return _mix64_(z.add_(row.unsqueeze(-1)))
 
 
 def keyed_uniforms(seeds: torch.Tensor, steps: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Uniforms in the open interval (0, 1), float64, from the top 53 of `keyed_bits`."""
-    bits = _shr(keyed_bits(seeds, steps, tokens), 11)
-    return (bits.to(torch.float64) + 0.5) * _TWO_POW_M53
+    bits = keyed_bits(seeds, steps, tokens)
+    bits.bitwise_right_shift_(11).bitwise_and_((1 << 53) - 1)
+    return bits.to(torch.float64).add_(0.5).mul_(_TWO_POW_M53)
 
 
 def keyed_gumbel(seeds: torch.Tensor, steps: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Standard Gumbel noise, float64, one value per (row, token index)."""
-    return -torch.log(-torch.log(keyed_uniforms(seeds, steps, tokens)))
+    return keyed_uniforms(seeds, steps, tokens).log_().neg_().log_().neg_()
 
 
 # Top-p looks at the most likely tokens first: a row whose nucleus lies within the top
@@ -163,7 +175,7 @@ def keyed_draw(
     steps_t = torch.as_tensor(steps, dtype=torch.long, device=device).expand(b)
     scaled = logits.float() / t
     ids, mask = nucleus(scaled, top_p)
-    score = scaled.gather(-1, ids).double() + keyed_gumbel(seeds, steps_t, ids)
+    score = keyed_gumbel(seeds, steps_t, ids).add_(scaled.gather(-1, ids))
     score = score.masked_fill_(~mask, float("-inf"))
     return ids.gather(-1, score.argmax(dim=-1, keepdim=True)).squeeze(-1)
 

@@ -8,13 +8,15 @@ import pandas as pd
 
 from anchor_service.core.types import Example
 from anchor_service.pipeline.actor import load_engine
+from anchor_service.schema import DEBATE_COLUMNS, DEBATE_INPUT
 from anchor_service.scoring.debate import debate
 
 
 class DebateStage:
     """Ray Data callable: rows (prompt_id, question, options, gold) -> debates rows (attempts)."""
 
-    COLUMNS = ["prompt_id", "attempt", "text", "answer", "explanation", "accepted", "reason"]
+    COLUMNS = DEBATE_COLUMNS
+    INPUT_COLUMNS = DEBATE_INPUT
 
     def __init__(
         self,

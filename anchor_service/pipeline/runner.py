@@ -13,13 +13,15 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from anchor_service.config import ModelSpec, StageResources
 from anchor_service.engines.placement import stage_placement
-from anchor_service.rundir import RunDir, write_parquet_atomic
+from anchor_service.rundir import RunDir, fingerprint, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
@@ -28,40 +30,65 @@ def _key_tuples(df: pd.DataFrame, keys: Sequence[str]) -> set[tuple]:
     return set(map(tuple, df[list(keys)].astype(str).itertuples(index=False, name=None)))
 
 
-def run_stage(
-    rundir: RunDir,
-    stage: str,
-    fp: str,
-    rows: pd.DataFrame,
-    keys: Sequence[str],
-    stage_cls: type,
-    ctor_kwargs: dict[str, Any],
-    resources: StageResources,
-    out_path,
-    progress: bool = True,
-    out_keys: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Compute `stage_cls` over `rows` (those not done yet) and write `out_path`.
+@dataclass(frozen=True)
+class StageSpec:
+    """One engine-owning stage of a run, everything the runner needs to place and resume it."""
 
-    `keys` identify an input row and are carried into its output rows; `out_keys` identify an
-    output row (default: `keys`; a debate writes several attempts per prompt). Skips everything
-    when the stage is already done with fingerprint `fp`.
+    name: str
+    """The stage's name: its `state/<name>.json` marker and `parts/<name>/` folder."""
+    rows: pd.DataFrame
+    """The input rows (all of them; rows already in the stage's part files are not resent)."""
+    keys: tuple[str, ...]
+    """Columns that identify an input row; they are carried into its output rows."""
+    stage_cls: type
+    """The Ray Data callable class mapped over the batches."""
+    args: dict[str, Any]
+    """Constructor arguments of `stage_cls` (plain JSON-able values: they travel to actors)."""
+    resources: StageResources
+    """Actors, batch size and per-actor CPUs/GPUs of the stage."""
+    out_path: Path
+    """The run-directory file the stage writes (a `RunDir` path)."""
+    fingerprint_parts: tuple[Any, ...]
+    """What the stage's result depends on; equal parts mean the stage is skipped when done."""
+    model: ModelSpec | None = None
+    """The model the stage's actors load, for placement (None: no model, e.g. the oracle)."""
+    out_keys: tuple[str, ...] | None = None
+    """Columns that identify an output row (default `keys`; a debate writes several attempts)."""
+    progress: bool = field(default=True, compare=False)
+    """Show Ray Data's progress bars."""
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(*self.fingerprint_parts)
+
+    def check_input_columns(self) -> None:
+        """Raise when `rows` lack a column the stage class declares it reads (INPUT_COLUMNS)."""
+        needed = getattr(self.stage_cls, "INPUT_COLUMNS", ())
+        missing = [c for c in (*self.keys, *needed) if c not in self.rows.columns]
+        if missing and len(self.rows):
+            raise ValueError(f"stage {self.name}: input rows lack the columns {missing}")
+
+
+def run_stage(rundir: RunDir, spec: StageSpec) -> pd.DataFrame:
+    """Compute `spec.stage_cls` over the rows not done yet and write `spec.out_path`.
+
+    Skips everything when the stage is already done with the spec's fingerprint.
     """
-    out_keys = list(out_keys or keys)
+    keys, stage, fp, out_path = list(spec.keys), spec.name, spec.fingerprint, spec.out_path
+    out_keys = list(spec.out_keys or keys)
     if rundir.is_done(stage, fp) and out_path.is_file():
         log.info("%s: done already (config unchanged), skipping", stage)
         return pd.read_parquet(out_path)
+    spec.check_input_columns()
     parts = rundir.open_parts(stage, fp)
     done = rundir.read_parts(stage)
     done_keys = _key_tuples(done, keys) if done is not None else set()
     # Batches are planned from the keys alone (the rows sorted by key, cut every batch_size),
     # so a resumed run recomputes exactly the batches an uninterrupted run computed, with the
     # same composition: engines then give bit-identical results, padding included.
-    ordered = rows.sort_values(list(keys), key=_sort_key).reset_index(drop=True)
-    planned = [
-        ordered.iloc[i : i + resources.batch_size]
-        for i in range(0, len(ordered), resources.batch_size)
-    ]
+    ordered = spec.rows.sort_values(keys, key=_sort_key).reset_index(drop=True)
+    size = spec.resources.batch_size
+    planned = [ordered.iloc[i : i + size] for i in range(0, len(ordered), size)]
     todo = [b for b in planned if not _key_tuples(b, keys) <= done_keys]
     t0 = time.perf_counter()
     if done_keys:
@@ -72,16 +99,16 @@ def run_stage(
             len(planned),
         )
     if todo:
-        _map_with_ray(todo, stage_cls, ctor_kwargs, resources, parts, stage, progress)
+        _map_with_ray(todo, spec, parts)
     out = rundir.read_parts(stage)
     if out is None:
-        out = pd.DataFrame(columns=list(getattr(stage_cls, "COLUMNS", out_keys)))
+        out = pd.DataFrame(columns=list(getattr(spec.stage_cls, "COLUMNS", out_keys)))
     out = (
         out.drop_duplicates(subset=out_keys, keep="first")
         .sort_values(out_keys, key=_sort_key)
         .reset_index(drop=True)
     )
-    expected = _key_tuples(rows, keys)
+    expected = _key_tuples(spec.rows, keys)
     got = _key_tuples(out, keys)
     if got != expected:
         missing = sorted(expected - got)[:5]
@@ -125,10 +152,10 @@ def stage_dataset(
     import ray
 
     ctx = ray.data.DataContext.get_current()
-    # Ray Data samples each map worker's USS every second for its memory metrics; that reads
-    # /proc/PID/smaps, 15 ms for a process holding the embedded model (27k lines), i.e. 1.5% of
-    # a core taken from the actor's torch threads on a 2-core machine. Our stages' memory is
-    # the engine's, known in advance: no need.
+    # Ray Data samples each map worker's USS every second for its memory metrics by reading
+    # /proc/PID/smaps, which is slow for a process holding a model and takes CPU from the
+    # actor's torch threads (docs/DESIGN.md). Our stages' memory is the engine's, known in
+    # advance: no need.
     ctx.memory_usage_poll_interval_s = None
     ds = ray.data.from_pandas([b.reset_index(drop=True) for b in todo])
     return ds.map_batches(
@@ -141,43 +168,25 @@ def stage_dataset(
     )
 
 
-def _map_with_ray(
-    todo: list[pd.DataFrame],
-    stage_cls: type,
-    ctor_kwargs: dict[str, Any],
-    res: StageResources,
-    parts_dir,
-    stage: str,
-    progress: bool,
-) -> None:
+def _map_with_ray(todo: list[pd.DataFrame], spec: StageSpec, parts_dir: Path) -> None:
     import ray
 
     from anchor_service.cluster import ensure_ray
 
     ensure_ray()
-    ray.data.DataContext.get_current().enable_progress_bars = progress
+    ray.data.DataContext.get_current().enable_progress_bars = spec.progress
     # num_cpus/num_gpus per actor, or a placement group of TP bundles per vLLM actor.
-    placement = stage_placement(_engine_spec(ctor_kwargs), res, stage)
+    placement = stage_placement(spec.model, spec.resources, spec.name)
     total = sum(len(b) for b in todo)
     written = 0
     try:
-        ds = stage_dataset(todo, stage_cls, ctor_kwargs, res, placement.kwargs)
+        ds = stage_dataset(todo, spec.stage_cls, spec.args, spec.resources, placement.kwargs)
         # Each result is saved as its own part file as soon as it arrives.
         for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
             if len(batch) == 0:
                 continue
             write_parquet_atomic(batch, parts_dir / f"part-{uuid.uuid4().hex}.parquet")
             written += len(batch)
-            log.info("%s: %d/%d rows written", stage, written, total)
+            log.info("%s: %d/%d rows written", spec.name, written, total)
     finally:
         placement.release()
-
-
-def _engine_spec(ctor_kwargs: dict[str, Any]) -> ModelSpec | None:
-    """The model a stage's actors load: `spec` (sample, debate) or `judge_cfg.model` (judge,
-    none for the oracle)."""
-    judge = ctor_kwargs.get("judge_cfg")
-    if judge is not None:
-        return None if judge.get("mode") == "oracle" else ModelSpec.model_validate(judge["model"])
-    spec = ctor_kwargs.get("spec")
-    return ModelSpec.model_validate(spec) if spec is not None else None

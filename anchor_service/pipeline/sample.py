@@ -11,21 +11,14 @@ from anchor_service.core.prompts import explain_prompt
 from anchor_service.core.types import LETTERS
 from anchor_service.engines.base import GenRequest, SamplingParams
 from anchor_service.pipeline.actor import load_engine
+from anchor_service.schema import SAMPLE_COLUMNS, SAMPLE_INPUT
 
 
 class SampleStage:
     """Ray Data callable: rows (prompt_id, sample_idx, question, options, gold) -> samples rows."""
 
-    COLUMNS = [
-        "prompt_id",
-        "sample_idx",
-        "model",
-        "text",
-        "answer",
-        "explanation",
-        "correct",
-        "parse_status",
-    ]
+    COLUMNS = SAMPLE_COLUMNS
+    INPUT_COLUMNS = SAMPLE_INPUT
 
     def __init__(
         self,

@@ -7,14 +7,15 @@ import json
 import pandas as pd
 
 from anchor_service.config import JudgeConfig
-from anchor_service.core.types import CRITERIA, Judgement
 from anchor_service.scoring.item import JudgeItem
 
 
 def checkset_pairs(judge: JudgeConfig) -> list[tuple[JudgeItem, JudgeItem]]:
     """The shipped check set; for the oracle, generated demo pairs (it only knows the demo)."""
-    if judge.mode == "oracle":
-        from anchor_service.scoring.oracle import oracle_check_pairs
+    from anchor_service.demo.oracle import is_oracle
+
+    if is_oracle(judge):
+        from anchor_service.demo.checkset import oracle_check_pairs
 
         return oracle_check_pairs()
     from anchor_service.scoring.sanity import load_checkset
@@ -40,21 +41,3 @@ def sanity_rows(judge: JudgeConfig) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
-
-
-def judgements_of(scores: pd.DataFrame) -> list[Judgement]:
-    """Score rows back into Judgement objects (in row order)."""
-    out = []
-    for r in scores.itertuples(index=False):
-        verdicts = {c: getattr(r, c) for c in CRITERIA}
-        out.append(
-            Judgement(
-                status=r.status,
-                verdicts=verdicts if all(isinstance(v, str) for v in verdicts.values()) else None,
-                score=None if pd.isna(r.score) else int(r.score),
-                score_expected=None if pd.isna(r.score_expected) else float(r.score_expected),
-                mode=r.mode,
-                judge=r.judge,
-            )
-        )
-    return out

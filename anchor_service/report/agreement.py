@@ -2,7 +2,7 @@
 
 Read from the run files alone: a judge's scores (scores.parquet for the alignment judge,
 eval/scores-<model>.parquet for the evaluation judge) joined with the oracle's scores of the
-same responses (oracle/, written by pipeline/oracle.py). A judge that plays both roles is
+same responses (oracle/, written by demo/agreement.py). A judge that plays both roles is
 measured once, on all the responses it scored. Each response is ranked by the pair
 builder's ordering (score, then score_expected; METHOD.md step 5), so agreement measures
 what the judge is used for; an `unscored` response on either side is left out.
@@ -15,18 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from anchor_service.core.agreement import judge_agreement
+from anchor_service.demo.oracle import is_oracle
+from anchor_service.evaluation.agreement import judge_agreement
 from anchor_service.rundir import RunDir
-
-KEYS = ["prompt_id", "source", "sample_idx"]
-
-
-def _is_oracle(judge_cfg: dict | None) -> bool:
-    judge_cfg = judge_cfg or {}
-    return (
-        judge_cfg.get("mode") == "oracle"
-        or (judge_cfg.get("model") or {}).get("engine") == "oracle"
-    )
+from anchor_service.schema import SCORE_KEYS
 
 
 def ordering_key(score: Any, expected: Any, status: Any) -> tuple[int, float] | None:
@@ -41,12 +33,12 @@ def ordering_key(score: Any, expected: Any, status: Any) -> tuple[int, float] | 
 def _joined(judge_file: Path, oracle_file: Path, label: str) -> pd.DataFrame | None:
     if not (judge_file.is_file() and oracle_file.is_file()):
         return None
-    cols = [*KEYS, "score", "score_expected", "status"]
+    cols = [*SCORE_KEYS, "score", "score_expected", "status"]
     judge = pd.read_parquet(judge_file, columns=cols)
     oracle = pd.read_parquet(oracle_file, columns=cols)
-    df = judge.merge(oracle, on=KEYS, suffixes=("", "_oracle"), how="inner")
+    df = judge.merge(oracle, on=SCORE_KEYS, suffixes=("", "_oracle"), how="inner")
     df["set"] = label
-    return df.sort_values(KEYS).reset_index(drop=True)
+    return df.sort_values(SCORE_KEYS).reset_index(drop=True)
 
 
 def agreement_summary(
@@ -63,11 +55,11 @@ def agreement_summary(
     alignment = cfg.get("judge")
     evaluation = cfg.get("eval_judge") or alignment
     sets: dict[str, list[tuple[str, pd.DataFrame]]] = {}
-    if not _is_oracle(alignment):
+    if not is_oracle(alignment):
         df = _joined(rundir.scores, rundir.oracle_scores(), "train")
         if df is not None:
             sets.setdefault(judge_names["alignment"], []).append(("alignment", df))
-    if not _is_oracle(evaluation):
+    if not is_oracle(evaluation):
         for model in models:
             df = _joined(rundir.eval_scores(model), rundir.oracle_scores(model), f"eval:{model}")
             if df is not None:

@@ -2,7 +2,7 @@
 
 experiment.json (ARCHITECTURE.md): `experiment` (what was run: config, seeds, overrides,
 variants, the run directories), then, without variants, summary.json's keys aggregated over
-the seeds by `core.stats.aggregate_seeds` (each numeric leaf: mean, std, seeds, values).
+the seeds by `evaluation.stats.aggregate_seeds` (each numeric leaf: mean, std, seeds, values).
 With variants, `variants` maps each name to that aggregate, and `comparison` lists the
 Delta W-L rows of every DPO model against `sft` and against the other DPO models, per
 variant, with each variant's per-seed difference from the first variant (paired by seed: a
@@ -22,10 +22,11 @@ from typing import Any
 
 import yaml
 
-from anchor_service.core.stats import aggregate_seeds
 from anchor_service.core.types import CATEGORIES, CRITERIA
-from anchor_service.experiment_dir import NO_VARIANT, find_runs, read_spec
-from anchor_service.report.markdown import figures_section, table
+from anchor_service.evaluation.stats import aggregate_seeds
+from anchor_service.experiment_dir import NO_VARIANT, experiment_variants, find_runs, read_spec
+from anchor_service.report.markdown import figures_section, section, table
+from anchor_service.rundir import RunDir
 
 
 def _summaries(runs: dict[int, Path], rebuild: bool) -> list[dict[str, Any]]:
@@ -33,10 +34,11 @@ def _summaries(runs: dict[int, Path], rebuild: bool) -> list[dict[str, Any]]:
 
     out = []
     for run in runs.values():
-        if rebuild or not (run / "summary.json").is_file():
+        summary = RunDir(run, create=False).summary
+        if rebuild or not summary.is_file():
             out.append(write_summary(run))
         else:
-            out.append(json.loads((run / "summary.json").read_text(encoding="utf-8")))
+            out.append(json.loads(summary.read_text(encoding="utf-8")))
     return out
 
 
@@ -45,11 +47,6 @@ def _mean_sd(values: list[float]) -> dict[str, Any]:
         "mean": statistics.fmean(values),
         "std": statistics.stdev(values) if len(values) > 1 else None,
     }
-
-
-def experiment_variants(experiment: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{variant: aggregate} of experiment.json; one unnamed variant when it has none."""
-    return experiment.get("variants") or {NO_VARIANT: experiment}
 
 
 def _dpo_models(agg: dict[str, Any]) -> list[str]:
@@ -238,91 +235,108 @@ def _significant_in(row: dict) -> int:
 
 
 def _variant_section(agg: dict, heading: str) -> list[str]:
-    out: list[str] = []
+    return [
+        *_variant_models(agg, heading),
+        *_variant_pairwise(agg, heading),
+        *_variant_criteria(agg, heading),
+        *_variant_pairs(agg, heading),
+        *_variant_claims(agg, heading),
+    ]
+
+
+def _variant_models(agg: dict, heading: str) -> list[str]:
     acc, dwl = agg.get("accuracy", {}), agg.get("delta_wl", {})
     pw = agg.get("pairwise", {})
-    if acc:
-        out += [f"## {heading}Models on the test split (mean ± sd over seeds, per-seed values)", ""]
-        rows = []
-        for m, a in acc.items():
-            d = dwl.get(m)
-            if not d:
-                rows.append([m, _num(a.get("value"), 100), "(reference)", ""])
-                continue
-            sig = _significant_in(pw.get(f"{m} vs base", {}))
-            rows.append(
-                [
-                    m,
-                    _num(a.get("value"), 100),
-                    _num(d.get("value"), 1, "+.1f"),
-                    f"{sig} of {_n_seeds(d.get('value'))} seeds",
-                ]
-            )
-        out += table(["model", "accuracy %", "ΔW-L vs base (pts)", "Holm-significant in"], rows)
-    if pw:
-        out += [f"## {heading}Every model against every other (ΔW-L of a vs b, pts)", ""]
-        rows = []
-        for name, row in pw.items():
-            n = _n_seeds(row.get("value"))
-            rows.append(
-                [
-                    name,
-                    _num(row.get("value"), 1, "+.1f"),
-                    f"{_ci_excludes_zero(row)} of {n}",
-                    f"{_significant_in(row)} of {n}",
-                ]
-            )
-        out += table(
+    if not acc:
+        return []
+    rows = []
+    for m, a in acc.items():
+        d = dwl.get(m)
+        if not d:
+            rows.append([m, _num(a.get("value"), 100), "(reference)", ""])
+            continue
+        sig = _significant_in(pw.get(f"{m} vs base", {}))
+        rows.append(
             [
-                "a vs b",
-                "ΔW-L mean ± sd (per seed)",
-                "seeds whose CI excludes 0",
-                "Holm-significant in",
-            ],
-            rows,
+                m,
+                _num(a.get("value"), 100),
+                _num(d.get("value"), 1, "+.1f"),
+                f"{sig} of {_n_seeds(d.get('value'))} seeds",
+            ]
         )
+    return section(
+        f"{heading}Models on the test split (mean ± sd over seeds, per-seed values)",
+        ["model", "accuracy %", "ΔW-L vs base (pts)", "Holm-significant in"],
+        rows,
+    )
+
+
+def _variant_pairwise(agg: dict, heading: str) -> list[str]:
+    pw = agg.get("pairwise", {})
+    if not pw:
+        return []
+    rows = []
+    for name, row in pw.items():
+        n = _n_seeds(row.get("value"))
+        rows.append(
+            [
+                name,
+                _num(row.get("value"), 1, "+.1f"),
+                f"{_ci_excludes_zero(row)} of {n}",
+                f"{_significant_in(row)} of {n}",
+            ]
+        )
+    header = [
+        "a vs b",
+        "ΔW-L mean ± sd (per seed)",
+        "seeds whose CI excludes 0",
+        "Holm-significant in",
+    ]
+    return section(f"{heading}Every model against every other (ΔW-L of a vs b, pts)", header, rows)
+
+
+def _variant_criteria(agg: dict, heading: str) -> list[str]:
     crit = agg.get("criteria", {})
-    if crit:
-        out += [f"## {heading}Criteria (mean 0-3, mean ± sd over seeds)", ""]
-        out += table(
-            ["model", *CRITERIA],
-            (
-                [
-                    m,
-                    *(
-                        _num((cs.get(c) or {}).get("mean"), 1, ".2f", values=False)
-                        for c in CRITERIA
-                    ),
-                ]
-                for m, cs in crit.items()
-            ),
-        )
+    if not crit:
+        return []
+    rows = (
+        [m, *(_num((cs.get(c) or {}).get("mean"), 1, ".2f", values=False) for c in CRITERIA)]
+        for m, cs in crit.items()
+    )
+    return section(
+        f"{heading}Criteria (mean 0-3, mean ± sd over seeds)", ["model", *CRITERIA], rows
+    )
+
+
+def _variant_pairs(agg: dict, heading: str) -> list[str]:
     cats = agg.get("categories", {})
-    out += [f"## {heading}Pair building (mean ± sd over seeds)", ""]
+    out = [f"## {heading}Pair building (mean ± sd over seeds)", ""]
     out += table(["", *CATEGORIES], [["prompts", *(_num(cats.get(c)) for c in CATEGORIES)]])
     skipped = (agg.get("dpo_skipped") or {}).get("counts", {})
-    out += table(
-        ["strategy", "pairs", "lambda", "DPO skipped in"],
-        (
-            [
-                s,
-                _num(n),
-                _num(agg.get("lambda", {}).get(s), fmt=".2f"),
-                f"{skipped.get(s, 0)} of {_n_seeds(n)} seeds",
-            ]
-            for s, n in agg.get("pairs", {}).items()
-        ),
+    rows = (
+        [
+            s,
+            _num(n),
+            _num(agg.get("lambda", {}).get(s), fmt=".2f"),
+            f"{skipped.get(s, 0)} of {_n_seeds(n)} seeds",
+        ]
+        for s, n in agg.get("pairs", {}).items()
     )
+    return out + table(["strategy", "pairs", "lambda", "DPO skipped in"], rows)
+
+
+def _variant_claims(agg: dict, heading: str) -> list[str]:
     claims = agg.get("claims", {})
-    if claims:
-        out += [f"## {heading}The paper's claims (verdicts over seeds)", ""]
-        for name, c in claims.items():
-            out.append(f"- **{name}**: {_counts(c.get('verdict'))}")
-            # A claim not applicable in every seed has no conditions, only seed counts.
-            for what, cond in (c.get("conditions") or {}).items():
-                if isinstance(cond, dict) and "value" in cond:
-                    out.append(f"  - {what}: {_num(cond['value'], 1, '+.2f')}")
-        out.append("")
+    if not claims:
+        return []
+    out = [f"## {heading}The paper's claims (verdicts over seeds)", ""]
+    for name, c in claims.items():
+        out.append(f"- **{name}**: {_counts(c.get('verdict'))}")
+        # A claim not applicable in every seed has no conditions, only seed counts.
+        for what, cond in (c.get("conditions") or {}).items():
+            if isinstance(cond, dict) and "value" in cond:
+                out.append(f"  - {what}: {_num(cond['value'], 1, '+.2f')}")
+    out.append("")
     return out
 
 

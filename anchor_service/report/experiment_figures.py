@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from anchor_service.report.experiment import experiment_variants
+from anchor_service.experiment_dir import experiment_variants
 from anchor_service.report.figures import pyplot, save_figure
 
 

@@ -19,6 +19,11 @@ def table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
     return [_table_line(header), "|---" * len(header) + "|", *map(_table_line, rows), ""]
 
 
+def section(title: str, header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    """A `## title` heading and its table."""
+    return [f"## {title}", "", *table(header, rows)]
+
+
 def figures_section(figures: list[Path]) -> str:
     """The report.md section that shows the figures (figures/ beside report.md); "" if none."""
     if not figures:
@@ -89,8 +94,21 @@ def _criterion_cell(v: dict) -> str:
 def render(summary: dict[str, Any]) -> str:
     """report.md of a run, from its summary.json."""
     out = [f"# Run report: {summary.get('dataset')} (run_seed {summary.get('run_seed')})", ""]
+    for part in (
+        _judges_section,
+        _models_section,
+        _pairwise_section,
+        _criteria_section,
+        _pairs_section,
+        _claims_section,
+    ):
+        out += part(summary)
+    return "\n".join(out) + "\n"
+
+
+def _judges_section(summary: dict[str, Any]) -> list[str]:
     j = summary.get("judge", {})
-    out += [
+    return [
         f"- alignment judge: {j.get('alignment')}",
         f"- evaluation judge: {j.get('evaluation')}",
         sanity_line("alignment", (j.get("sanity") or {}).get("alignment")),
@@ -98,65 +116,68 @@ def render(summary: dict[str, Any]) -> str:
         *agreement_lines(summary.get("judge_agreement")),
         "",
     ]
+
+
+def _models_section(summary: dict[str, Any]) -> list[str]:
     acc = summary.get("accuracy", {})
     dwl = summary.get("delta_wl", {})
-    if acc:
-        out += ["## Models on the test split", ""]
-        holm = {(r["a"], r["b"]): r for r in summary.get("pairwise", [])}
-        rows = []
-        for m, a in acc.items():
-            acc_s = f"{_pct(a['value'])} [{_pct(a['ci_low'])}, {_pct(a['ci_high'])}] (n={a['n']})"
-            d = dwl.get(m)
-            if not d:
-                rows.append([m, acc_s, "(reference)", "", "", ""])
-                continue
-            rows.append(
-                [
-                    m,
-                    acc_s,
-                    _pts_ci(d),
-                    f"{d['wins']}/{d['ties']}/{d['losses']}",
-                    f"{d['p_sign']:.3g}",
-                    noise_word(holm.get((m, "base"), d)),
-                ]
-            )
-        out += table(
+    if not acc:
+        return []
+    holm = {(r["a"], r["b"]): r for r in summary.get("pairwise", [])}
+    rows = []
+    for m, a in acc.items():
+        acc_s = f"{_pct(a['value'])} [{_pct(a['ci_low'])}, {_pct(a['ci_high'])}] (n={a['n']})"
+        d = dwl.get(m)
+        if not d:
+            rows.append([m, acc_s, "(reference)", "", "", ""])
+            continue
+        rows.append(
             [
-                "model",
-                "accuracy % [95% CI]",
-                "ΔW-L vs base (pts) [95% CI]",
-                "W/T/L",
-                "p (sign)",
-                "reading",
-            ],
-            rows,
+                m,
+                acc_s,
+                _pts_ci(d),
+                f"{d['wins']}/{d['ties']}/{d['losses']}",
+                f"{d['p_sign']:.3g}",
+                noise_word(holm.get((m, "base"), d)),
+            ]
         )
+    header = [
+        "model",
+        "accuracy % [95% CI]",
+        "ΔW-L vs base (pts) [95% CI]",
+        "W/T/L",
+        "p (sign)",
+        "reading",
+    ]
+    return section("Models on the test split", header, rows)
+
+
+def _pairwise_section(summary: dict[str, Any]) -> list[str]:
     pw = summary.get("pairwise", [])
-    if pw:
-        out += ["## Every model against every other (ΔW-L of a vs b, Holm over all rows)", ""]
-        out += table(
-            ["a", "b", "ΔW-L [95% CI]", "p_sign", "p_holm", "reading"],
-            (
-                [
-                    r["a"],
-                    r["b"],
-                    _pts_ci(r),
-                    f"{r['p_sign']:.3g}",
-                    f"{r['p_holm']:.3g}",
-                    noise_word(r),
-                ]
-                for r in pw
-            ),
-        )
+    if not pw:
+        return []
+    rows = (
+        [r["a"], r["b"], _pts_ci(r), f"{r['p_sign']:.3g}", f"{r['p_holm']:.3g}", noise_word(r)]
+        for r in pw
+    )
+    return section(
+        "Every model against every other (ΔW-L of a vs b, Holm over all rows)",
+        ["a", "b", "ΔW-L [95% CI]", "p_sign", "p_holm", "reading"],
+        rows,
+    )
+
+
+def _criteria_section(summary: dict[str, Any]) -> list[str]:
     crit = summary.get("criteria", {})
-    if crit:
-        out += ["## Criteria (mean 0-3 [95% CI])", ""]
-        out += table(
-            ["model", *CRITERIA],
-            ([m, *(_criterion_cell(cs.get(c, {})) for c in CRITERIA)] for m, cs in crit.items()),
-        )
+    if not crit:
+        return []
+    rows = ([m, *(_criterion_cell(cs.get(c, {})) for c in CRITERIA)] for m, cs in crit.items())
+    return section("Criteria (mean 0-3 [95% CI])", ["model", *CRITERIA], rows)
+
+
+def _pairs_section(summary: dict[str, Any]) -> list[str]:
     cats = summary.get("categories", {})
-    out += ["## Pair building", ""]
+    out = ["## Pair building", ""]
     out += table(["", *CATEGORIES], [["prompts", *(str(cats.get(c, 0)) for c in CATEGORIES)]])
     rows = []
     for s, n in summary.get("pairs", {}).items():
@@ -164,20 +185,24 @@ def render(summary: dict[str, Any]) -> str:
         lam = summary.get("lambda", {}).get(s)
         skipped = "skipped (< min_pairs)" if s in summary.get("dpo_skipped", []) else "trained"
         rows.append([s, str(n), "-" if lam is None else f"{lam:.2f}", drops or "none", skipped])
-    out += table(["strategy", "pairs", "lambda", "drops", "DPO"], rows)
+    return out + table(["strategy", "pairs", "lambda", "drops", "DPO"], rows)
+
+
+def _claims_section(summary: dict[str, Any]) -> list[str]:
     claims = summary.get("claims", {})
-    if claims:
-        out += ["## The paper's claims", ""]
-        for name, c in claims.items():
+    if not claims:
+        return []
+    out = ["## The paper's claims", ""]
+    for name, c in claims.items():
+        out.append(
+            f"- **{name}**: {c['verdict']}" + (f" ({c['reason']})" if c.get("reason") else "")
+        )
+        for cond in c.get("conditions", []):
             out.append(
-                f"- **{name}**: {c['verdict']}" + (f" ({c['reason']})" if c.get("reason") else "")
+                f"  - {cond['what']}: {cond['value']:+.2f} [{cond['ci_low']:+.2f}, "
+                f"{cond['ci_high']:+.2f}]"
+                if cond.get("value") is not None
+                else f"  - {cond['what']}: undefined"
             )
-            for cond in c.get("conditions", []):
-                out.append(
-                    f"  - {cond['what']}: {cond['value']:+.2f} [{cond['ci_low']:+.2f}, "
-                    f"{cond['ci_high']:+.2f}]"
-                    if cond.get("value") is not None
-                    else f"  - {cond['what']}: undefined"
-                )
-        out.append("")
-    return "\n".join(out) + "\n"
+    out.append("")
+    return out

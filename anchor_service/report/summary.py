@@ -12,10 +12,12 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from anchor_service.core.claims import evaluate_claims
-from anchor_service.core.stats import accuracy, criterion_means, delta_vs, pairwise_rows
 from anchor_service.core.types import CATEGORIES, CRITERIA, VERDICT_VALUES
+from anchor_service.demo.oracle import is_oracle
+from anchor_service.evaluation.claims import evaluate_claims
+from anchor_service.evaluation.stats import accuracy, criterion_means, delta_vs, pairwise_rows
 from anchor_service.report.agreement import agreement_summary
+from anchor_service.rundir import RunDir
 
 STAT_SEED_SALT = "summary"
 
@@ -26,17 +28,16 @@ def _read_json(path: Path) -> Any:
 
 def eval_models(run: Path, cfg: dict) -> list[str]:
     """Evaluated models in report order: base, sft, then strategies in config order."""
-    found = {
-        p.name[len("answers-") : -len(".parquet")] for p in (run / "eval").glob("answers-*.parquet")
-    }
+    found = RunDir(run, create=False).evaluated_models()
     order = ["base", "sft", *cfg.get("pairs", {}).get("strategies", [])]
     return [m for m in order if m in found] + sorted(found - set(order))
 
 
 def load_eval(run: Path, model: str) -> pd.DataFrame:
     """One row per test question: correct, score (None = unscored), verdict values."""
-    answers = pd.read_parquet(run / "eval" / f"answers-{model}.parquet")
-    scores = pd.read_parquet(run / "eval" / f"scores-{model}.parquet")
+    rundir = RunDir(run, create=False)
+    answers = pd.read_parquet(rundir.eval_answers(model))
+    scores = pd.read_parquet(rundir.eval_scores(model))
     df = answers[["prompt_id", "correct", "parse_status"]].merge(
         scores[["prompt_id", "status", "score", *CRITERIA]], on="prompt_id", how="left"
     )
@@ -63,7 +64,7 @@ def _criterion_values(df: pd.DataFrame) -> dict[str, list[int | None]]:
 def judge_name(judge_cfg: dict | None) -> str | None:
     if not judge_cfg:
         return None
-    if judge_cfg.get("mode") == "oracle":
+    if is_oracle(judge_cfg):
         return "oracle"
     return f"{judge_cfg['model']['name']} ({judge_cfg.get('mode', 'auto')})"
 
@@ -71,13 +72,14 @@ def judge_name(judge_cfg: dict | None) -> str | None:
 def build_summary(run: str | Path) -> dict[str, Any]:
     """The summary of a run directory, computed from its files only."""
     run = Path(run)
-    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    rundir = RunDir(run, create=False)
+    cfg = yaml.safe_load(rundir.config.read_text(encoding="utf-8"))
     seed = int(cfg.get("run_seed", 0))
     n_boot = int(cfg.get("evaluation", {}).get("bootstrap", 1000))
     strategies = cfg.get("pairs", {}).get("strategies", [])
-    stats = {s: _read_json(run / f"stats-{s}.json") for s in strategies}
+    stats = {s: _read_json(rundir.stats(s)) for s in strategies}
     stats = {s: v for s, v in stats.items() if v is not None}
-    sanity = _read_json(run / "sanity" / "sanity.json") or {}
+    sanity = _read_json(rundir.sanity) or {}
 
     categories = dict.fromkeys(CATEGORIES, 0)
     if stats:
@@ -143,9 +145,9 @@ def write_summary(run: str | Path) -> dict[str, Any]:
 
     run = Path(run)
     summary = build_summary(run)
-    write_json_atomic(summary, run / "summary.json")
+    write_json_atomic(summary, RunDir(run, create=False).summary)
     figures = write_figures(run, summary)
     markdown = render(summary) + figures_section(figures)
-    write_atomic(run / "report.md", markdown)
+    write_atomic(RunDir(run, create=False).report_md, markdown)
     write_html(run, markdown, figures)
     return summary

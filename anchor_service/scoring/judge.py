@@ -71,7 +71,7 @@ class Judge:
         else:
             raise ValueError(
                 f"judge mode {mode!r} is not one of auto, probability, generative "
-                "(the demo oracle is built by scoring.judges.make_judge, not by Judge)"
+                "(the demo oracle is built by scoring.scorer.make_judge, not by Judge)"
             )
         log.info("judge %s in %s mode", self.judge_id, self.mode)
 

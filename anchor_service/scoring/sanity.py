@@ -15,7 +15,7 @@ from typing import Any
 
 from anchor_service.core.types import LETTERS, UNSCORED, Judgement
 from anchor_service.scoring.item import JudgeItem
-from anchor_service.scoring.judges import Scorer
+from anchor_service.scoring.scorer import Scorer
 
 log = logging.getLogger(__name__)
 

@@ -184,7 +184,7 @@ class JudgeDeployment(_EngineReplica):
     def __init__(self, judge: dict[str, Any], deployment: dict[str, Any]) -> None:
         import torch
 
-        from anchor_service.scoring.judges import make_judge
+        from anchor_service.scoring.scorer import make_judge
 
         cfg = JudgeConfig.model_validate(judge)
         dep = DeploymentConfig.model_validate(deployment)

@@ -42,7 +42,7 @@ def _response_text(value: Any, where: str) -> str:
     )
 
 
-def render_prompt(prompt: Any, tokenizer: Any, where: str) -> str:
+def pair_prompt(prompt: Any, tokenizer: Any, where: str) -> str:
     """A pair's prompt as text: rendered chat messages, or an already rendered string."""
     if hasattr(prompt, "tolist"):  # a message list read back from parquet is a numpy array
         prompt = prompt.tolist()
@@ -74,7 +74,7 @@ def dpo_rows(pairs: Sequence[Mapping[str, Any]], tokenizer: Any) -> list[dict[st
             raise ValueError(f"{where} lacks {missing}; a pair needs {list(PAIR_KEYS)}")
         rows.append(
             {
-                "prompt": render_prompt(pair["prompt"], tokenizer, where),
+                "prompt": pair_prompt(pair["prompt"], tokenizer, where),
                 "chosen": _response_text(pair["chosen"], f"{where}.chosen"),
                 "rejected": _response_text(pair["rejected"], f"{where}.rejected"),
             }

@@ -113,21 +113,19 @@ def allocator_env(scaling: TrainScaling) -> dict[str, str]:
         # Ray Train runs the training loop in a thread beside the actor's main thread, so
         # glibc serves it from a separate malloc arena, made of 64 MB heaps that it maps and
         # unmaps as tensors come and go; plain TRL trains on the main thread and its arena
-        # keeps freed memory for reuse. One arena gives the worker the same behaviour:
-        # measured on 2 cores (SmolLM2 DPO, 32 pairs), 11.8M -> 9.0M page faults and
-        # 74.9 -> 59.0 s of training (plain TRL: 9.4M, 50.6 s). Set MALLOC_ARENA_MAX in the
-        # driver's environment to choose another value.
+        # keeps freed memory for reuse. One arena gives the worker the same behaviour (the
+        # figures: docs/DESIGN.md "Training workers"). Set MALLOC_ARENA_MAX in the driver's
+        # environment to choose another value.
         "MALLOC_ARENA_MAX": "1",
     }
     if scaling.reuse_freed_memory and not scaling.use_gpu:
         # CPU DPO allocates tensors of hundreds of MB per step (logits: pairs x tokens x
         # vocabulary); glibc maps each block above 32 MB freshly and unmaps it when freed, so
         # every step faults in and zeroes gigabytes of new pages, and more slowly in a Ray
-        # worker (40 threads, larger address space) than in a bare process. Measured on 2
-        # cores (SmolLM2 DPO, 32 pairs): plain TRL 13.8M -> 1.8M page faults, 21.8 -> 6.4 s
-        # of system time, 50.1 -> 46.1 s of training; the Ray worker 75.8 -> 52.6 s.
-        # Resident memory stays at its peak until the process ends (7.1 vs 6.5 GB here);
-        # GPU training keeps its tensors on the device and glibc's defaults.
+        # worker (many threads, larger address space) than in a bare process (figures:
+        # docs/DESIGN.md "Training workers"). The price: resident memory stays at its peak
+        # until the process ends. GPU training keeps its tensors on the device and glibc's
+        # defaults.
         env |= REUSE_FREED_MEMORY_ENV
     return {k: os.environ.get(k, v) for k, v in env.items()}
 
@@ -154,7 +152,7 @@ def leave_single_worker_group() -> bool:
     Ray Train sets up torch.distributed for every run, also for a single worker; accelerate
     then sees LOCAL_RANK and treats the run as distributed, wraps the model in
     DistributedDataParallel and runs a collective per logged metric, all for a world of one.
-    Measured on 2 cores (SmolLM2 DPO, 16 pairs): 2.3 s of a 30 s run. Ray itself destroys the
+    That costs seconds per run on a small machine. Ray itself destroys the
     group only for worlds larger than one, and nothing of ours needs it (`pairs_dataset` and
     `is_rank_zero` work without), so the worker trains as a plain process would.
     """
@@ -213,7 +211,7 @@ def hf_args_common(scaling: TrainScaling, run_seed: int, output_dir: str) -> dic
         # fp32 on CPU (bf16 autocast there is slower on most x86 cores); bf16 on GPUs.
         "bf16": scaling.use_gpu,
         "fp16": False,
-        # Checkpointing trades ~20% speed for memory: worth it for 8B on GPUs, not for CPU demos.
+        # Checkpointing trades speed for memory: worth it for 8B on GPUs, not for CPU demos.
         "gradient_checkpointing": scaling.use_gpu,
         "dataloader_num_workers": 0,
         "ddp_find_unused_parameters": False,

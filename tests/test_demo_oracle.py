@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anchor_service.core.types import CRITERIA, VERDICT_VALUES
-from anchor_service.data.demo import DEFECTS, demo_response, generate_demo
+from anchor_service.demo.checkset import oracle_check_pairs
+from anchor_service.demo.oracle import OracleJudge, OracleMetaError
+from anchor_service.demo.task import DEFECTS, demo_response, generate_demo
 from anchor_service.scoring.item import JudgeItem
-from anchor_service.scoring.oracle import OracleJudge, OracleMetaError, oracle_check_pairs
 
 # "What is 27 + 15?"  A) 41  B) 42  C) 52  D) 12, written by hand in the demo meta schema.
 SUM_META = {

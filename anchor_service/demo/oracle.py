@@ -1,7 +1,7 @@
 """The `oracle` judge: scores demo-task explanations from the facts in each example's `meta`.
 
 It needs no model. It reads the explanation as text, finds the claims it can check, and
-compares them with the facts `anchor_service.data.demo` keeps (operands, result, gold letter,
+compares them with the facts `anchor_service.demo.task` keeps (operands, result, gold letter,
 each distractor's value and why it fails). Five rules, one per criterion; each gives a
 verdict level 3 (Excellent) to 0 (Unsatisfactory); `score` is the sum (0-15) and
 `score_expected` = float(score). The oracle knows the gold answer: unlike the LLM judges it
@@ -61,10 +61,10 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from anchor_service.core.keys import keyed_rng
 from anchor_service.core.parsing import label_at
 from anchor_service.core.types import (
     CRITERIA,
@@ -75,12 +75,29 @@ from anchor_service.core.types import (
     VALUE_VERDICTS,
     Judgement,
 )
-from anchor_service.data.demo import FAMILIES, UNIT_MM, demo_response, generate_demo
+from anchor_service.demo.task import FAMILIES, UNIT_MM
 from anchor_service.scoring.item import JudgeItem
 
 log = logging.getLogger(__name__)
 
 MODE = "oracle"
+
+
+def is_oracle(judge: Any) -> bool:
+    """The one rule for "is this judge the demo oracle?": its mode or its model's engine is
+    `oracle`. `judge` is a JudgeConfig or its dict form (a run's config.yaml); None is not."""
+    if judge is None:
+        return False
+    if isinstance(judge, Mapping):
+        model = judge.get("model") or {}
+        return judge.get("mode") == MODE or model.get("engine") == MODE
+    return judge.mode == MODE or judge.model.engine == MODE
+
+
+def oracle_applies(examples: Iterable[Any]) -> bool:
+    """True when the examples carry the demo task's facts, so the oracle can score them."""
+    return any(isinstance(ex.meta, dict) and ex.meta.get("family") in FAMILIES for ex in examples)
+
 
 _UNIT = r"(?:millimet(?:er|re)s?|centimet(?:er|re)s?|met(?:er|re)s?|mm|cm|m)(?![A-Za-z])"
 _QTY = rf"(?<![\w.])(\d+(?:\.\d+)?)(?:\s*({_UNIT}))?"
@@ -446,22 +463,21 @@ def _named_options(text: str, facts: _Facts) -> tuple[set[int], set[int]]:
             option = facts.option_of(facts.value(q.group(1), q.group(2)))
             if option is not None:
                 named.add(option)
-    for m in _CALLED_CORRECT.finditer(text):
-        if LETTERS.index(m.group(1)) < n:
-            named.add(LETTERS.index(m.group(1)))
-    for m in _VALUE_CORRECT.finditer(text):
+    named |= _called(text, facts, n, _CALLED_CORRECT, _VALUE_CORRECT)
+    return named, _called(text, facts, n, _CALLED_WRONG, _VALUE_WRONG)
+
+
+def _called(
+    text: str, facts: _Facts, n: int, by_label: re.Pattern, by_value: re.Pattern
+) -> set[int]:
+    """Options the text calls correct (or wrong): by their label, or by their value."""
+    found = {LETTERS.index(m.group(1)) for m in by_label.finditer(text)}
+    found = {i for i in found if i < n}
+    for m in by_value.finditer(text):
         option = facts.option_of(facts.value(m.group(1), m.group(2)))
         if option is not None:
-            named.add(option)
-    wrong: set[int] = set()
-    for m in _CALLED_WRONG.finditer(text):
-        if LETTERS.index(m.group(1)) < n:
-            wrong.add(LETTERS.index(m.group(1)))
-    for m in _VALUE_WRONG.finditer(text):
-        option = facts.option_of(facts.value(m.group(1), m.group(2)))
-        if option is not None:
-            wrong.add(option)
-    return named, wrong
+            found.add(option)
+    return found
 
 
 def _sentences(text: str) -> list[str]:
@@ -597,7 +613,7 @@ class OracleJudge:
         except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
             raise OracleMetaError(
                 f"demo meta of family {meta.get('family')!r} is malformed ({exc!r}); the oracle "
-                "needs the fields written by anchor_service.data.demo.generate_demo"
+                "needs the fields written by anchor_service.demo.task.generate_demo"
             ) from exc
         answer = _answer_index(item.answer, len(facts.option_values))
         reading = _read(text, facts)
@@ -621,37 +637,3 @@ def _answer_index(answer: str | None, n_options: int) -> int | None:
     if len(letter) != 1 or letter not in LETTERS[:n_options]:
         return None
     return LETTERS.index(letter)
-
-
-_NONSENSE = (
-    "The answer is {g} because {g} is the answer. The answer is {g} because {g} is the answer.",
-    "I like the letter {g}. It looks nice. It looks nice. It looks nice.",
-    "Numbers can be big or small, so {g} it is. Also {x} + {y} = {z}.",
-    "{x} is larger than {big} and {x} - {y} = {z}, so the other options are fine too.",
-)
-
-
-def oracle_check_pairs(n: int = 10, seed: int = 0) -> list[tuple[JudgeItem, JudgeItem]]:
-    """`n` generated demo questions, each as (sound item, nonsensical item), same answer.
-
-    The oracle's sanity check (METHOD.md step 7): how often the sound explanation scores
-    higher. Questions come from the demo task's `dev` split, so they are never trained on.
-    """
-    rng = keyed_rng(("oracle-check", seed))
-    pairs = []
-    for example in generate_demo(n, seed, "dev"):
-        answer, sound = demo_response(example)
-        x, y = rng.randint(2, 9), rng.randint(2, 9)
-        nonsense = rng.choice(_NONSENSE).format(
-            g=answer, x=x, y=y, z=x + y + rng.randint(2, 5), big=x + rng.randint(5, 20)
-        )
-        common = {
-            "question": example.question,
-            "options": list(example.options),
-            "answer": answer,
-            "meta": example.meta,
-        }
-        pairs.append(
-            (JudgeItem(explanation=sound, **common), JudgeItem(explanation=nonsense, **common))
-        )
-    return pairs

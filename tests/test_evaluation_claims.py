@@ -1,10 +1,10 @@
-"""Tests of anchor_service.core.claims: conditions, verdicts and the joint paired bootstrap."""
+"""Tests of anchor_service.evaluation.claims: conditions, verdicts and the joint paired bootstrap."""
 
 from __future__ import annotations
 
 import pytest
 
-from anchor_service.core.claims import (
+from anchor_service.evaluation.claims import (
     CONTRADICTED,
     INCONCLUSIVE,
     NOT_APPLICABLE,

@@ -1,4 +1,4 @@
-"""The oracle re-scoring what an LLM judge scored (pipeline/oracle.py), on demo questions."""
+"""The oracle re-scoring what an LLM judge scored (demo/agreement.py), on demo questions."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pandas as pd
 
 from anchor_service.config import JudgeConfig, ModelSpec
 from anchor_service.core.types import CRITERIA
-from anchor_service.data.demo import demo_response, generate_demo
-from anchor_service.pipeline.judge import SCORE_COLUMNS
-from anchor_service.pipeline.oracle import is_oracle, oracle_applies, write_oracle_scores
-from anchor_service.pipeline.run import judge_rows
+from anchor_service.demo.agreement import write_oracle_scores
+from anchor_service.demo.oracle import is_oracle, oracle_applies
+from anchor_service.demo.task import demo_response, generate_demo
+from anchor_service.schema import SCORE_COLUMNS, judge_input
 
 
 def _answers(examples, defects=()) -> pd.DataFrame:
@@ -46,8 +46,8 @@ def test_the_oracle_is_recognised_by_mode_or_engine():
 def test_oracle_scores_have_the_scores_columns_and_rank_sound_above_defective(tmp_path: Path):
     examples = generate_demo(6, 2, "test")
     by_id = {ex.prompt_id: ex for ex in examples}
-    sound = judge_rows(_answers(examples), by_id, "sample")
-    broken = judge_rows(_answers(examples, ("false_equation", "repetition")), by_id, "sample")
+    sound = judge_input(_answers(examples), by_id, "sample")
+    broken = judge_input(_answers(examples, ("false_equation", "repetition")), by_id, "sample")
     broken["sample_idx"] = 1
     path = tmp_path / "oracle" / "scores.parquet"
     scores = write_oracle_scores(pd.concat([sound, broken], ignore_index=True), path)
@@ -64,3 +64,10 @@ def test_no_rows_give_an_empty_scores_file(tmp_path: Path):
     path = tmp_path / "oracle" / "eval-scores-base.parquet"
     write_oracle_scores(pd.DataFrame(), path)
     assert list(pd.read_parquet(path).columns) == SCORE_COLUMNS
+
+
+def test_the_oracle_rule_reads_a_config_dict_as_the_config():
+    assert is_oracle({"mode": "auto", "model": {"engine": "oracle"}})
+    assert is_oracle({"mode": "oracle", "model": {"engine": "hf"}})
+    assert not is_oracle({"mode": "auto", "model": {"engine": "hf"}})
+    assert not is_oracle(None)

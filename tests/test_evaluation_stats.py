@@ -1,4 +1,4 @@
-"""Tests of anchor_service.core.stats: Wilson, win/tie/loss, Delta W-L, bootstrap, sign test, Holm."""
+"""Tests of anchor_service.evaluation.stats: Wilson, win/tie/loss, Delta W-L, bootstrap, sign test, Holm."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anchor_service.core.stats import (
+from anchor_service.evaluation.stats import (
     accuracy,
     aggregate_seeds,
     criterion_means,

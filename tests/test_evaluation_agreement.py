@@ -1,4 +1,4 @@
-"""Judge agreement (core/agreement.py) against hand-computed values.
+"""Judge agreement (evaluation/agreement.py) against hand-computed values.
 
 scipy is not installed here, so the Spearman references are worked out by hand in comments.
 """
@@ -10,15 +10,15 @@ import math
 import numpy as np
 import pytest
 
-from anchor_service.core.agreement import (
+from anchor_service.core.keys import key_seed
+from anchor_service.evaluation.agreement import (
     PairCounts,
     average_ranks,
     judge_agreement,
     pairwise_counts,
     spearman,
 )
-from anchor_service.core.keys import key_seed
-from anchor_service.core.stats import bootstrap_indices, percentile_ci
+from anchor_service.evaluation.stats import bootstrap_indices, percentile_ci
 
 
 def test_average_ranks_give_tied_values_the_mean_of_their_ranks():

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from anchor_service.core.types import LETTERS, Example
-from anchor_service.data.demo import DEFECTS, FAMILIES, UNIT_MM, demo_response, generate_demo
 from anchor_service.data.errors import DataError
+from anchor_service.demo.task import DEFECTS, FAMILIES, UNIT_MM, demo_response, generate_demo
 
 
 def _signature(ex: Example) -> tuple:

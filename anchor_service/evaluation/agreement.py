@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from anchor_service.core.keys import key_seed
-from anchor_service.core.stats import LEVEL, N_RESAMPLES, bootstrap_indices, percentile_ci
+from anchor_service.evaluation.stats import LEVEL, N_RESAMPLES, bootstrap_indices, percentile_ci
 
 
 def average_ranks(values: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -14,13 +14,15 @@ from typing import Any
 
 from anchor_service.config import dump_config
 from anchor_service.experiment_dir import Experiment, PlannedRun, write_spec
+from anchor_service.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
 
 def is_finished(run: PlannedRun) -> bool:
     """A finished run of exactly this config (then nothing in it would be recomputed)."""
-    config, summary = run.path / "config.yaml", run.path / "summary.json"
+    rundir = RunDir(run.path, create=False)
+    config, summary = rundir.config, rundir.summary
     return (
         summary.is_file()
         and config.is_file()
@@ -40,7 +42,7 @@ def run_experiment(exp: Experiment, root: str | Path) -> dict[str, Any]:
             log.info("experiment run %d/%d (%s): finished already, skipped", i, len(runs), label)
             continue
         log.info("experiment run %d/%d (%s) -> %s", i, len(runs), label, run.path)
-        from anchor_service.pipeline.run import MethodRun
+        from anchor_service.recipe.method import MethodRun
 
         MethodRun(run.cfg, run.path).run()
     from anchor_service.report.experiment import write_experiment

@@ -13,7 +13,7 @@ question and its set of options) belongs to one split only, decided by a seeded 
 split is generated without generating the others; within a split items are distinct. The
 same (seed, split) always gives the same list, and a shorter list is a prefix of a longer one.
 
-`meta` (JSON-serialisable) keeps what a checker needs (`anchor_service.scoring.oracle`):
+`meta` (JSON-serialisable) keeps what a checker needs (`anchor_service.demo.oracle`):
 `family`, `operation` (`+`, `-`, `max`, `min`), `operands` (arithmetic: the two numbers;
 compare and units: the four option values in option order), `result`, `result_text`, `gold`
 (letter), `unit` (`mm` for the units family, whose values are all in mm; else None) and

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from anchor_service.core.keys import key_seed
-from anchor_service.core.stats import (
+from anchor_service.evaluation.stats import (
     LEVEL,
     N_RESAMPLES,
     bootstrap_indices,

@@ -1,0 +1,161 @@
+"""The ingress's ASGI guard: bearer auth and the body-size limit before the body is read,
+and every failure answered 503 with Retry-After (never 500)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from ray.serve.exceptions import BackPressureError
+
+from anchor_service.serve import metrics as m
+from anchor_service.serve.auth import bearer_matches
+
+log = logging.getLogger(__name__)
+
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+class ServiceBusy(Exception):
+    """A deployment could not take or finish the request; answered 503 with Retry-After."""
+
+    def __init__(self, detail: str, reason: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.reason = reason
+
+
+def json_response(
+    status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+
+
+class Guard:
+    """ASGI middleware: bearer auth, body size limit, and 503 for anything unexpected.
+
+    It runs before the body is read, so a large or unauthorised request costs nothing; it
+    sits inside FastAPI's server-error middleware and turns any exception into a 503.
+    """
+
+    def __init__(
+        self,
+        app: Callable,
+        token: str | None,
+        max_body_bytes: int,
+        retry_after_s: int,
+        metrics: m.ServiceMetrics | None,
+    ) -> None:
+        self.app = app
+        self.token = token
+        self.max_body_bytes = max_body_bytes
+        self.retry_after = str(retry_after_s)
+        self.metrics = metrics
+
+    def _reject(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.record_rejected(reason)
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.token is not None and scope["path"] not in OPEN_PATHS:
+            if not bearer_matches(headers.get("authorization"), self.token):
+                self._reject(m.UNAUTHORIZED)
+                response = json_response(
+                    401,
+                    "missing or wrong bearer token: send the header "
+                    "'Authorization: Bearer <token>' (the token the service was configured with)",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send)
+                return
+        limit = self.max_body_bytes
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, receive, send, int(declared))
+            return
+        if not declared.isdigit() and scope["method"] not in ("GET", "HEAD"):
+            # No Content-Length (chunked): read at most limit + 1 bytes here, then replay them.
+            # The server enforces a declared Content-Length, so only this case needs counting.
+            buffered, size = await self._read_bounded(receive, limit)
+            if size > limit:
+                await self._too_large(scope, receive, send, size, exact=False)
+                return
+            receive = self._replay(buffered, receive)
+
+        started = False
+
+        async def tracked_send(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except Exception:  # noqa: BLE001 - the service answers 503, never 500
+            log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+            if not started:
+                self._reject(m.UNAVAILABLE)
+                response = json_response(
+                    503,
+                    "the service could not answer this request right now; retry later",
+                    headers={"Retry-After": self.retry_after},
+                )
+                await response(scope, receive, send)
+
+    @staticmethod
+    async def _read_bounded(receive: Callable, limit: int) -> tuple[list[dict], int]:
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > limit or not message.get("more_body", False):
+                break
+        return messages, size
+
+    @staticmethod
+    def _replay(messages: list[dict], receive: Callable) -> Callable:
+        pending = list(messages)
+
+        async def replay() -> dict:
+            return pending.pop(0) if pending else await receive()
+
+        return replay
+
+    async def _too_large(
+        self, scope: dict, receive: Callable, send: Callable, size: int, exact: bool = True
+    ) -> None:
+        self._reject(m.TOO_LARGE)
+        told = f"of {size} bytes" if exact else f"of more than {self.max_body_bytes} bytes"
+        response = json_response(
+            413,
+            f"request body {told} is larger than the limit of {self.max_body_bytes} bytes "
+            "(serve.limits.max_body_bytes); send fewer or shorter items",
+        )
+        await response(scope, receive, send)
+
+
+async def call_deployment(what: str, call: Awaitable[Any]) -> Any:
+    """Await a deployment call; overload and failures become ServiceBusy (503)."""
+    try:
+        return await call
+    except BackPressureError:
+        raise ServiceBusy(
+            f"the {what} is at capacity (its queue is full); retry after the Retry-After delay",
+            m.OVERLOADED,
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - engine errors, dead replicas: all answered 503
+        log.warning("%s deployment failed: %s", what, exc)
+        raise ServiceBusy(
+            f"the {what} could not answer this request ({type(exc).__name__}); retry later",
+            m.UNAVAILABLE,
+        ) from None
