@@ -17,17 +17,10 @@ class Scorer(Protocol):
     def score(self, items: list[JudgeItem]) -> list[Judgement]: ...
 
 
-<<<<<<< HEAD:anchor_service/scoring/judges.py
 def make_judge(cfg: JudgeConfig, *, continuous_batching: bool = False) -> Scorer:
     """The judge of a config: `oracle` mode needs no model; other modes load the engine
     (`continuous_batching`: as `make_engine`'s)."""
-    if cfg.mode == "oracle" or cfg.model.engine == "oracle":
-        from anchor_service.scoring.oracle import OracleJudge
-=======
-def make_judge(cfg: JudgeConfig) -> Scorer:
-    """The judge of a config: `oracle` mode needs no model; other modes load the engine."""
     from anchor_service.demo.oracle import OracleJudge, is_oracle
->>>>>>> main:anchor_service/scoring/scorer.py
 
     if is_oracle(cfg):
         return OracleJudge()

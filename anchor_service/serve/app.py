@@ -62,13 +62,9 @@ def build_application(cfg: RunConfig) -> Any:
     """The Serve application of a config: judge and policy deployments behind the ingress."""
     s = cfg.serve
     retry = float(s.limits.retry_after_s)
-<<<<<<< HEAD
-    judge_spec = None if cfg.judge.mode == "oracle" else cfg.judge.model
+    judge_spec = None if is_oracle(cfg.judge) else cfg.judge.model
     # Only the fields the config set: the replica rebuilds the specs, and an unset field keeps
     # its meaning there (a vLLM-CPU KV cache sized by us unless gpu_memory_utilization is set).
-=======
-    judge_spec = None if is_oracle(cfg.judge) else cfg.judge.model
->>>>>>> main
     judge = JudgeDeployment.options(
         **deployment_options(s.judge_deployment, JUDGE, retry, judge_spec)
     ).bind(
