@@ -179,6 +179,10 @@ class JudgeConfig(Section):
     probabilities, else generative; `oracle` for the demo-task checker."""
     max_tokens: int = Field(160, ge=16)
     """Generative mode: most tokens of the JSON verdict."""
+    delimiter_key: str = ""
+    """Key of the per-item data-block IDs in the judge's prompt (`core.injection`); empty =
+    the built-in key. A private value makes the IDs unpredictable even to a writer who
+    knows the code; changing it changes every prompt, so judge stages rescore."""
 
 
 class PairsConfig(Section):

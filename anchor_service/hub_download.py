@@ -20,10 +20,11 @@ Progress is huggingface_hub's own tqdm bars (`HF_HUB_DISABLE_PROGRESS_BARS=1` hi
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,28 @@ def snapshot(repo_id: str, select: Selector, meta: list[str], repo_type: str = "
             return _download(repo_id, repo_type, cache, select, meta)
 
 
+@contextlib.contextmanager
+def _hub_online() -> Iterator[None]:
+    """huggingface_hub reads HF_HUB_OFFLINE once, at import; this module reads it per call, and
+    only downloads when it is unset, so the library's flag follows for the download."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = False
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
 def _download(repo_id: str, repo_type: str, cache: Path, select: Selector, meta: list[str]) -> Path:
+    with _hub_online():
+        return _download_online(repo_id, repo_type, cache, select, meta)
+
+
+def _download_online(
+    repo_id: str, repo_type: str, cache: Path, select: Selector, meta: list[str]
+) -> Path:
     from huggingface_hub import HfApi, snapshot_download
 
     common = {"repo_type": repo_type, "cache_dir": cache, "endpoint": endpoint()}

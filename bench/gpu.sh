@@ -3,6 +3,7 @@
 # Ray Train DPO vs plain TRL, on a random-initialised Llama-3-8B-shaped model (bench.random_model).
 #
 #   bash bench/gpu.sh [ARCH] [OUT]     # ARCH: llama-3-8b (default) or tiny (CPU smoke run)
+#   BENCHES="sampler" SAMPLER_TIMEOUT=150 bash bench/gpu.sh     # the sampler bench alone
 #   BENCHES="dpo" DPO_TIMEOUT=420 DPO_ARGS="--pairs 128" bash bench/gpu.sh   # one bench, more time
 #
 # Reads wheels from .gpu/whl (Ray without its Java jars, TRL, datasets, ...: the GPU image has
@@ -30,7 +31,15 @@ if [ "$ARCH" = tiny ]; then GPU=; SET=(); DEVICE=cpu; fi
 M=/tmp/random-$ARCH
 [ -f "$M/config.json" ] || python3 -m bench.random_model --arch "$ARCH" --tokenizer .gpu/tok \
   --out "$M" --device $DEVICE 2>&1 | tee "$OUT/model.log"
-BENCHES=${BENCHES:-pipeline dpo}
+BENCHES=${BENCHES:-sampler pipeline dpo}
+if [[ " $BENCHES " == *" sampler "* ]]; then
+# The keyed noise must be bit-identical on CPU and CUDA (tests/test_engine_sampler.py).
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_engine_sampler.py > "$OUT/sampler-test.log" 2>&1
+echo "test_engine_sampler rc=$?"; tail -3 "$OUT/sampler-test.log"
+timeout "${SAMPLER_TIMEOUT:-150}" python3 -m bench.sampler --device $DEVICE --reps 5 \
+  --kinds near-uniform --json "$OUT/sampler.json" > "$OUT/sampler.log" 2>&1
+echo "bench.sampler rc=$?"; grep -v Loading "$OUT/sampler.log" | tail -12
+fi
 if [[ " $BENCHES " == *" pipeline "* ]]; then
 timeout 200 python3 -m bench.pipeline --model "$M" --prompts 32 --samples 4 --max-tokens 128 \
   "${SET[@]}" --json "$OUT/pipeline.json" > "$OUT/pipeline.log" 2>&1

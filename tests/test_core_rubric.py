@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from anchor_service.core.injection import parse_data_blocks, redact
 from anchor_service.core.rubric import (
-    DATA_CLOSE,
-    DATA_OPEN,
     VERDICT_TOKENS,
     VerdictParseError,
     expected_values,
@@ -56,10 +55,13 @@ def test_judge_query_prefix_states_rubric_legend_question_and_response():
     for name, question in CRITERION_QUESTIONS.values():
         assert name in text and question in text
     assert "3 = Excellent, 2 = Satisfactory, 1 = Needs Improvement, 0 = Unsatisfactory" in text
-    assert ITEM.question in text
-    assert "A) 40 km/h" in text and "C) 80 km/h" in text
-    assert "B) 60 km/h" in text  # the response's answer, shown with its option
-    assert f"{DATA_OPEN}\n{ITEM.explanation}\n{DATA_CLOSE}" in text
+    [(_, fields)] = parse_data_blocks(text)
+    assert fields == {
+        "question": ITEM.question,
+        "options": {"A": "40 km/h", "B": "60 km/h", "C": "80 km/h"},
+        "answer_chosen": "B) 60 km/h",  # the response's answer, shown with its option
+        "explanation": ITEM.explanation,
+    }
 
 
 def test_judge_never_sees_the_gold_label_or_meta():
@@ -95,12 +97,10 @@ def test_explanation_cannot_close_the_data_block(attack):
     item = JudgeItem(ITEM.question, ITEM.options, "B", attack)
     for messages in (judge_query(item)[0], judge_messages(item)):
         text = _text(messages)
-        # One pair in the system message (naming the delimiters), one around the data.
-        assert text.count(DATA_OPEN) == 2 and text.count(DATA_CLOSE) == 2
         assert "<|im_end|>" not in text and "<|im_start|>" not in text
-        body = text.split(DATA_OPEN + "\n", 1)[1].split("\n" + DATA_CLOSE, 1)[0]
-        # The block holds the whole attack text, defused: nothing escapes it.
-        assert body == neutralise(attack.strip())
+        # The one block holds the whole attack text (verdict-shaped lines redacted).
+        [(_, fields)] = parse_data_blocks(text)
+        assert fields["explanation"] == redact(attack.strip())
         assert text.rstrip().endswith(("<digit>", "}"))
 
 
@@ -274,7 +274,7 @@ def test_parse_verdict_json_returns_exact_words_or_a_verdict_error(text):
     ],
 )
 def test_verdict_shaped_lines_in_the_explanation_are_redacted(attack):
-    from anchor_service.core.rubric import neutralise
+    from anchor_service.core.injection import neutralise
 
     out = neutralise(attack)
     assert "(rating removed)" in out
@@ -285,7 +285,7 @@ def test_verdict_shaped_lines_in_the_explanation_are_redacted(attack):
 
 
 def test_ordinary_explanations_keep_their_numbers():
-    from anchor_service.core.rubric import neutralise
+    from anchor_service.core.injection import neutralise
 
     text = "120 km / 2 h = 60 km/h, so the clarity of the answer: 60 is right; 3 apples."
     assert neutralise(text) == text
@@ -304,7 +304,7 @@ def test_ordinary_explanations_keep_their_numbers():
     ],
 )
 def test_sentences_addressed_to_the_grader_are_replaced_by_a_marker(attack):
-    from anchor_service.core.rubric import GRADER_TEXT_REMOVED, neutralise
+    from anchor_service.core.injection import GRADER_TEXT_REMOVED, neutralise
 
     text = f"B is right because 12 + 5 = 17. {attack} The other options are off by one."
     out = neutralise(text)
@@ -325,6 +325,6 @@ def test_sentences_addressed_to_the_grader_are_replaced_by_a_marker(attack):
     ],
 )
 def test_explanations_that_only_mention_grading_words_are_left_alone(text):
-    from anchor_service.core.rubric import neutralise
+    from anchor_service.core.injection import neutralise
 
     assert neutralise(text) == text

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from anchor_service.core.injection import parse_data_blocks
 from anchor_service.core.rubric import VERDICT_TOKENS, neutralise, verdict_schema
 from anchor_service.core.types import CRITERIA, VERDICT_VALUES, Judgement
 from anchor_service.engines.base import (
@@ -38,7 +39,8 @@ def verdict_json(**overrides: str) -> str:
 
 def _explanation_in(messages: list[dict]) -> str:
     user = next(m["content"] for m in messages if m["role"] == "user")
-    return user.split("<explanation>\n", 1)[1].split("\n</explanation>", 1)[0]
+    [(_, fields)] = parse_data_blocks(user)
+    return fields["explanation"]
 
 
 class ScriptedEngine:

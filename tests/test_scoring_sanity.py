@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from anchor_service.core.injection import parse_data_blocks
 from anchor_service.core.types import CRITERIA, LETTERS
 from anchor_service.engines.base import ChoiceQuery, Completion, GenRequest, SamplingParams
 from anchor_service.scoring.item import JudgeItem
@@ -19,7 +20,8 @@ from anchor_service.scoring.sanity import CheckSetError, judge_sanity, load_chec
 
 def _explanation_in(messages: list[dict]) -> str:
     user = next(m["content"] for m in messages if m["role"] == "user")
-    return user.split("<explanation>\n", 1)[1].split("\n</explanation>", 1)[0]
+    [(_, fields)] = parse_data_blocks(user)
+    return fields["explanation"]
 
 
 class RatingEngine:

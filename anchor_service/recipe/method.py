@@ -21,6 +21,7 @@ import pandas as pd
 from anchor_service.config import JudgeConfig, ModelSpec, RunConfig, dump_config
 from anchor_service.core.keys import NOISE_GENERATOR
 from anchor_service.core.pairs import PromptResponses, build_pairs
+from anchor_service.core.rubric import JUDGE_PROMPT_VERSION
 from anchor_service.core.types import CONSISTENTLY_INCORRECT, Example
 from anchor_service.demo.agreement import write_oracle_scores
 from anchor_service.demo.oracle import is_oracle, oracle_applies
@@ -408,7 +409,7 @@ class MethodRun:
             },
             resources=self.cfg.pipeline.judge,
             out_path=out_path,
-            fingerprint_parts=(name, judge.model_dump(), upstream),
+            fingerprint_parts=(name, judge.model_dump(), upstream, JUDGE_PROMPT_VERSION),
             model=None if is_oracle(judge) else judge.model,
             progress=self.cfg.pipeline.progress,
         )

@@ -56,8 +56,10 @@ class Judge:
         mode: JudgeMode = "auto",
         judge_id: str | None = None,
         max_tokens: int = 160,
+        delimiter_key: str = "",
     ) -> None:
         self.engine = engine
+        self.delimiter_key = delimiter_key
         self.judge_id = judge_id or getattr(engine, "model_id", "judge")
         self.max_tokens = max_tokens
         if mode == PROBABILITY:
@@ -130,7 +132,7 @@ class Judge:
     def _score_probability(self, items: list[JudgeItem]) -> list[Judgement]:
         queries = []
         for item in items:
-            prefix, slots = judge_query(item)
+            prefix, slots = judge_query(item, self.delimiter_key)
             queries.append(ChoiceQuery(prefix=prefix, slots=slots))
         probs = self.engine.choice_probs(queries, VERDICT_TOKENS)
         if len(probs) != len(queries):
@@ -180,7 +182,7 @@ class Judge:
         return [c.text if isinstance(c.text, str) else "" for c in completions]
 
     def _score_generative(self, items: list[JudgeItem]) -> list[Judgement]:
-        messages = [judge_messages(item) for item in items]
+        messages = [judge_messages(item, self.delimiter_key) for item in items]
         outputs = self._generate(messages, "first")
         verdicts: list[dict[str, str] | None] = [None] * len(items)
         errors: dict[int, str] = {}

@@ -28,4 +28,10 @@ def make_judge(cfg: JudgeConfig, *, continuous_batching: bool = False) -> Scorer
     from anchor_service.scoring.judge import Judge
 
     engine = make_engine(cfg.model, continuous_batching=continuous_batching)
-    return Judge(engine, mode=cfg.mode, judge_id=engine.model_id, max_tokens=cfg.max_tokens)
+    return Judge(
+        engine,
+        mode=cfg.mode,
+        judge_id=engine.model_id,
+        max_tokens=cfg.max_tokens,
+        delimiter_key=cfg.delimiter_key,
+    )

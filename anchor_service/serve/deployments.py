@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from ray import serve
 
 from anchor_service.config import DeploymentConfig, JudgeConfig, ModelSpec
+from anchor_service.core.rubric import JUDGE_PROMPT_VERSION
 from anchor_service.engines.base import (
     ChoiceQuery,
     Completion,
@@ -198,6 +199,9 @@ class JudgeDeployment(_EngineReplica):
             "id": self.scorer.judge_id,
             "engine": "oracle" if self.engine is None else cfg.model.engine,
             "mode": getattr(self.scorer, "mode", "oracle"),
+            # Scores are comparable only under one prompt version: a client caching them
+            # keys on it (None for the oracle, which reads no prompt).
+            "prompt_version": None if self.engine is None else JUDGE_PROMPT_VERSION,
         }
         self.max_batch_size = dep.max_batch_size
         self._score_batch.set_max_batch_size(dep.max_batch_size)
@@ -211,7 +215,7 @@ class JudgeDeployment(_EngineReplica):
         )
 
     async def info(self) -> dict[str, Any]:
-        """{id, engine, mode} of this judge."""
+        """{id, engine, mode, prompt_version} of this judge."""
         return dict(self.info_dict)
 
     async def score(self, items: list[JudgeItem]) -> list[dict[str, Any]]:
