@@ -186,13 +186,7 @@ class AsyncVLLMEngine(VLLMEngine):
         self, queries: list[ChoiceQuery], tokens: list[str]
     ) -> list[list[dict[str, float]]]:
         """Per query, per slot: {token: next-token probability} (full-vocab softmax)."""
-        with self._prep_lock:
-            token_ids, owners, rows = self._choice_rows(queries, tokens)
-        if not rows:
-            return [[] for _ in queries]
-        read = choice_read_params(token_ids)
-        outputs = self._run(rows, [read.clone() for _ in rows])
-        return choice_results(len(queries), owners, outputs, tokens, token_ids)
+        return self._on_loop(self.achoice_probs(queries, tokens))
 
     def check_single_tokens(self, tokens: list[str]) -> None:
         """Raise EngineError naming every token that does not encode to exactly one token id."""
