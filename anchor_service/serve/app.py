@@ -63,13 +63,18 @@ def build_application(cfg: RunConfig) -> Any:
     s = cfg.serve
     retry = float(s.limits.retry_after_s)
     judge_spec = None if is_oracle(cfg.judge) else cfg.judge.model
+    # Only the fields the config set: the replica rebuilds the specs, and an unset field keeps
+    # its meaning there (a vLLM-CPU KV cache sized by us unless gpu_memory_utilization is set).
     judge = JudgeDeployment.options(
         **deployment_options(s.judge_deployment, JUDGE, retry, judge_spec)
-    ).bind(cfg.judge.model_dump(mode="json"), s.judge_deployment.model_dump(mode="json"))
+    ).bind(
+        cfg.judge.model_dump(mode="json", exclude_unset=True),
+        s.judge_deployment.model_dump(mode="json"),
+    )
     policy = PolicyDeployment.options(
         **deployment_options(s.policy_deployment, POLICY, retry, cfg.policy)
     ).bind(
-        cfg.policy.model_dump(mode="json"),
+        cfg.policy.model_dump(mode="json", exclude_unset=True),
         s.policy_deployment.model_dump(mode="json"),
         s.policy_run_dir,
         s.policy_strategy,

@@ -1,11 +1,17 @@
 """The judge and policy deployments: each replica owns one engine, built from config.
 
-Requests from the HTTP ingress are batched inside a replica (`@serve.batch`): many callers'
-items become one engine call. Engine work runs on one worker thread per replica, so the
-event loop keeps accepting (and batching) requests while the model computes, and the
-engine is never entered by two threads at once. The same replicas also expose the Engine
-protocol's methods (`generate`, `choice_probs`, `check_single_tokens`) for `ServeEngine`,
-so the pipeline (placement `serve`) and users share one set of model actors.
+Two ways to batch callers, chosen by the engine:
+- vLLM with `continuous_batching` (the default): vLLM's async engine
+  (engines/vllm_async.py). Each caller's judge or explain code runs on a worker thread of
+  its own (up to max_ongoing_requests), and its requests join the batch vLLM is decoding
+  at the next step; a short request is not held up by a long one ahead of it.
+- Every other engine (hf, openai, offline vLLM): `@serve.batch` groups many callers' items
+  into one engine call, on one worker thread per replica, so the event loop keeps
+  accepting (and batching) requests while the model computes and the engine is never
+  entered by two threads at once.
+The same replicas also expose the Engine protocol's methods (`generate`, `choice_probs`,
+`check_single_tokens`) for `ServeEngine`, so the pipeline (placement `serve`) and users
+share one set of model actors.
 """
 
 from __future__ import annotations
@@ -113,9 +119,15 @@ class _EngineReplica:
 
     engine: Engine | None
     what: str
+    continuous: bool
 
-    def _start_worker(self) -> None:
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.what}-engine")
+    def _start_worker(self, dep: DeploymentConfig) -> None:
+        # The async engine is thread-safe and every ongoing request waits on it in a thread of
+        # its own; an engine behind @serve.batch gets one thread (batches run one at a time).
+        workers = dep.max_ongoing_requests if self.continuous else 1
+        self._worker = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"{self.what}-engine"
+        )
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
@@ -132,13 +144,19 @@ class _EngineReplica:
         self, requests: list[GenRequest], params: SamplingParams
     ) -> list[Completion]:
         """Engine protocol, for ServeEngine."""
-        return await self._run(self._need_engine().generate, requests, params)
+        engine = self._need_engine()
+        if self.continuous:
+            return await engine.agenerate(requests, params)  # type: ignore[attr-defined]
+        return await self._run(engine.generate, requests, params)
 
     async def choice_probs(
         self, queries: list[ChoiceQuery], tokens: list[str]
     ) -> list[list[dict[str, float]]]:
         """Engine protocol, for ServeEngine."""
-        return await self._run(self._need_engine().choice_probs, queries, tokens)
+        engine = self._need_engine()
+        if self.continuous:
+            return await engine.achoice_probs(queries, tokens)  # type: ignore[attr-defined]
+        return await self._run(engine.choice_probs, queries, tokens)
 
     async def check_single_tokens(self, tokens: list[str]) -> None:
         """Engine protocol, for ServeEngine."""
@@ -151,6 +169,11 @@ def _items_in(batch: list[list[Any]]) -> int:
 
 def _chunks(items: list[T], size: int) -> list[list[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _continuous(spec: ModelSpec, dep: DeploymentConfig) -> bool:
+    """Whether a replica of this model runs on vLLM's async engine (module docstring)."""
+    return dep.continuous_batching and spec.engine == "vllm"
 
 
 @serve.deployment
@@ -169,7 +192,8 @@ class JudgeDeployment(_EngineReplica):
         threads = replica_threads(dep, cfg.model)
         torch.set_num_threads(threads)
         cfg = cfg.model_copy(update={"model": _with_threads(cfg.model, threads)})
-        self.scorer = make_judge(cfg)
+        self.continuous = cfg.mode != "oracle" and _continuous(cfg.model, dep)
+        self.scorer = make_judge(cfg, continuous_batching=self.continuous)
         self.engine = getattr(self.scorer, "engine", None)
         self.info_dict = {
             "id": self.scorer.judge_id,
@@ -182,8 +206,13 @@ class JudgeDeployment(_EngineReplica):
         self.max_batch_size = dep.max_batch_size
         self._score_batch.set_max_batch_size(dep.max_batch_size)
         self._score_batch.set_batch_wait_timeout_s(dep.batch_wait_timeout_s)
-        self._start_worker()
-        log.info("judge deployment ready: %s, %d torch threads", self.info_dict, threads)
+        self._start_worker(dep)
+        log.info(
+            "judge deployment ready: %s, %d torch threads, %s",
+            self.info_dict,
+            threads,
+            "continuous batching" if self.continuous else "serve.batch",
+        )
 
     async def info(self) -> dict[str, Any]:
         """{id, engine, mode, prompt_version} of this judge."""
@@ -191,6 +220,8 @@ class JudgeDeployment(_EngineReplica):
 
     async def score(self, items: list[JudgeItem]) -> list[dict[str, Any]]:
         """`Judgement.to_dict()` per item, in order; batched with other callers' items."""
+        if self.continuous:
+            return [j.to_dict() for j in await self._run(self._score_checked, items)]
         # A request larger than one batch is split here: serve.batch refuses oversize entries.
         parts = await asyncio.gather(
             *(self._score_batch(chunk) for chunk in _chunks(items, self.max_batch_size))
@@ -208,11 +239,7 @@ class JudgeDeployment(_EngineReplica):
     ) -> list[list[dict[str, Any]] | BaseException]:
         flat = [item for chunk in chunks for item in chunk]
         try:
-            judged = await self._run(self.scorer.score, flat)
-            if len(judged) != len(flat):
-                raise EngineError(
-                    f"{self.scorer.judge_id}: {len(judged)} judgements for {len(flat)} items"
-                )
+            judged = await self._run(self._score_checked, flat)
         except Exception as exc:  # noqa: BLE001 - isolate the failing caller, see below
             if len(chunks) == 1:
                 return [exc]
@@ -227,6 +254,14 @@ class JudgeDeployment(_EngineReplica):
             out.append([j.to_dict() for j in judged[at : at + len(chunk)]])
             at += len(chunk)
         return out
+
+    def _score_checked(self, items: list[JudgeItem]) -> list[Any]:
+        judged = self.scorer.score(items)
+        if len(judged) != len(items):
+            raise EngineError(
+                f"{self.scorer.judge_id}: {len(judged)} judgements for {len(items)} items"
+            )
+        return judged
 
     async def _score_alone(self, chunk: list[JudgeItem]) -> list[dict[str, Any]] | BaseException:
         try:
@@ -264,13 +299,19 @@ class PolicyDeployment(_EngineReplica):
         spec = policy_spec(ModelSpec.model_validate(policy), run_dir, strategy)
         threads = replica_threads(dep, spec)
         torch.set_num_threads(threads)
-        self.engine = make_engine(_with_threads(spec, threads))
+        self.continuous = _continuous(spec, dep)
+        self.engine = make_engine(_with_threads(spec, threads), continuous_batching=self.continuous)
         self.info_dict = {"id": self.engine.model_id, "engine": spec.engine, "mode": None}
         self.max_batch_size = dep.max_batch_size
         self._explain_batch.set_max_batch_size(dep.max_batch_size)
         self._explain_batch.set_batch_wait_timeout_s(dep.batch_wait_timeout_s)
-        self._start_worker()
-        log.info("policy deployment ready: %s, %d torch threads", self.info_dict, threads)
+        self._start_worker(dep)
+        log.info(
+            "policy deployment ready: %s, %d torch threads, %s",
+            self.info_dict,
+            threads,
+            "continuous batching" if self.continuous else "serve.batch",
+        )
 
     async def info(self) -> dict[str, Any]:
         """{id, engine, mode} of this policy."""
@@ -280,6 +321,9 @@ class PolicyDeployment(_EngineReplica):
         self, request: ExplainRequest, params: SamplingParams
     ) -> list[dict[str, Any]]:
         """{answer, explanation, text, finish_reason} per key of the request, in key order."""
+        if self.continuous:
+            (explained,) = await self._run(explain_batch, self.engine, [request], params)
+            return [_completion_dict(c, p) for c, p in explained]
         keys = list(request.keys)
         parts = await asyncio.gather(
             *(
