@@ -53,7 +53,7 @@ SPEC = ModelSpec(
     dtype="float32",
     device="cpu",
     batch_size=16,
-    max_model_len=512,
+    max_model_len=1024,  # judge prompts (v2, a JSON data block) run 520-570 tokens
     torch_threads=THREADS,
 )
 SAMPLED = SamplingParams(temperature=0.9, top_p=0.95, max_tokens=16)
@@ -253,7 +253,7 @@ def test_json_schema_constrains_greedy_and_keyed_text_to_verdict_json(engine):
 
 @pytest.mark.slow
 def test_prompt_longer_than_the_context_is_cut_not_refused(engine):
-    long_prompt = _chat(3, 400)  # about 800 tokens against max_model_len 512
+    long_prompt = _chat(3, 800)  # about 1,600 tokens against max_model_len 1024
     out = engine.generate([GenRequest(long_prompt, key=(0, "long", 0))], SAMPLED)[0]
     assert out.finish_reason in ("stop", "length") and out.num_tokens > 0
 
