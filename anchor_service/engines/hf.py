@@ -40,7 +40,7 @@ from anchor_service.engines.json_constraint import (
 )
 from anchor_service.engines.registry import ModelNotFoundError, resolve_model
 from anchor_service.engines.sampler import KeyedGumbelProcessor
-from anchor_service.engines.tokens import TokenizedPrompts
+from anchor_service.engines.tokens import TokenizedPrompts, cut_judge_prompts
 
 if TYPE_CHECKING:  # config needs pydantic, which a GPU machine running only this may lack
     from anchor_service.config import ModelSpec
@@ -275,17 +275,8 @@ class HFEngine(TokenizedPrompts):
         # Tokenise prefix + slot whole (as a plain forward pass would): a merge across the
         # boundary then stays exactly as the naive computation sees it.
         full = [self._encode(prefix + slot) for slot in query.slots]
-        longest = max(len(f) for f in full)
-        if longest > self.spec.max_model_len:
-            drop = longest - self.spec.max_model_len
-            log.warning(
-                "%s: judge prompt of %d tokens is cut from the left by %d (max_model_len=%d)",
-                self.model_id,
-                longest,
-                drop,
-                self.spec.max_model_len,
-            )
-            full = [f[drop:] for f in full]
+        limit = self.spec.max_model_len
+        full = cut_judge_prompts(full, limit, self.model_id, self.spec.max_model_len)
         shared = 0
         limit = min(len(f) for f in full) - 1  # every slot keeps >= 1 token to read logits at
         while shared < limit and all(f[shared] == full[0][shared] for f in full):

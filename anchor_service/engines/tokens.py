@@ -78,3 +78,24 @@ class TokenizedPrompts:
                 "choice tokens that encode to exactly one id, or use generative mode"
             )
         return ids
+
+
+def cut_judge_prompts(
+    full: list[list[int]], limit: int, model_id: str, max_model_len: int
+) -> list[list[int]]:
+    """Cut every slot's token ids from the left by the same amount so the longest fits `limit`.
+
+    The same cut for every slot keeps their shared prefix shared; the warning says what was lost.
+    """
+    longest = max(len(f) for f in full)
+    if longest <= limit:
+        return full
+    drop = longest - limit
+    log.warning(
+        "%s: judge prompt of %d tokens is cut from the left by %d (max_model_len=%d)",
+        model_id,
+        longest,
+        drop,
+        max_model_len,
+    )
+    return [f[drop:] for f in full]

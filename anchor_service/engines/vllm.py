@@ -54,7 +54,7 @@ from anchor_service.engines.base import (
 from anchor_service.engines.hf import cpu_has_native_bf16
 from anchor_service.engines.placement import vllm_executor_backend
 from anchor_service.engines.registry import ModelNotFoundError, resolve_model
-from anchor_service.engines.tokens import TokenizedPrompts
+from anchor_service.engines.tokens import TokenizedPrompts, cut_judge_prompts
 from anchor_service.engines.vllm_sampler import KeyedGumbelLogitsProcessor, keyed_extra_args
 
 log = logging.getLogger(__name__)
@@ -399,18 +399,8 @@ class VLLMEngine(TokenizedPrompts):
         # Tokenise prefix + slot whole (as the HF engine does): a merge across the boundary
         # stays exactly as a plain forward pass sees it.
         full = [self._encode(prefix + slot) for slot in query.slots]
-        longest = max(len(f) for f in full)
-        if longest > self.spec.max_model_len - 1:
-            drop = longest - (self.spec.max_model_len - 1)  # room for the one generated token
-            log.warning(
-                "%s: judge prompt of %d tokens is cut from the left by %d (max_model_len=%d)",
-                self.model_id,
-                longest,
-                drop,
-                self.spec.max_model_len,
-            )
-            full = [f[drop:] for f in full]
-        return full
+        limit = self.spec.max_model_len - 1  # room for the one generated token
+        return cut_judge_prompts(full, limit, self.model_id, self.spec.max_model_len)
 
     def choice_probs(
         self, queries: list[ChoiceQuery], tokens: list[str]

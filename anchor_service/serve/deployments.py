@@ -121,6 +121,20 @@ class _EngineReplica:
     what: str
     continuous: bool
 
+    def _ready(self, dep: DeploymentConfig, batched: Any, threads: int) -> None:
+        """Size the @serve.batch method and the worker threads, and say the replica is up."""
+        self.max_batch_size = dep.max_batch_size
+        batched.set_max_batch_size(dep.max_batch_size)
+        batched.set_batch_wait_timeout_s(dep.batch_wait_timeout_s)
+        self._start_worker(dep)
+        log.info(
+            "%s deployment ready: %s, %d torch threads, %s",
+            self.what,
+            self.info_dict,
+            threads,
+            "continuous batching" if self.continuous else "serve.batch",
+        )
+
     def _start_worker(self, dep: DeploymentConfig) -> None:
         # The async engine is thread-safe and every ongoing request waits on it in a thread of
         # its own; an engine behind @serve.batch gets one thread (batches run one at a time).
@@ -203,16 +217,7 @@ class JudgeDeployment(_EngineReplica):
             # keys on it (None for the oracle, which reads no prompt).
             "prompt_version": None if self.engine is None else JUDGE_PROMPT_VERSION,
         }
-        self.max_batch_size = dep.max_batch_size
-        self._score_batch.set_max_batch_size(dep.max_batch_size)
-        self._score_batch.set_batch_wait_timeout_s(dep.batch_wait_timeout_s)
-        self._start_worker(dep)
-        log.info(
-            "judge deployment ready: %s, %d torch threads, %s",
-            self.info_dict,
-            threads,
-            "continuous batching" if self.continuous else "serve.batch",
-        )
+        self._ready(dep, self._score_batch, threads)
 
     async def info(self) -> dict[str, Any]:
         """{id, engine, mode, prompt_version} of this judge."""
@@ -302,16 +307,7 @@ class PolicyDeployment(_EngineReplica):
         self.continuous = _continuous(spec, dep)
         self.engine = make_engine(_with_threads(spec, threads), continuous_batching=self.continuous)
         self.info_dict = {"id": self.engine.model_id, "engine": spec.engine, "mode": None}
-        self.max_batch_size = dep.max_batch_size
-        self._explain_batch.set_max_batch_size(dep.max_batch_size)
-        self._explain_batch.set_batch_wait_timeout_s(dep.batch_wait_timeout_s)
-        self._start_worker(dep)
-        log.info(
-            "policy deployment ready: %s, %d torch threads, %s",
-            self.info_dict,
-            threads,
-            "continuous batching" if self.continuous else "serve.batch",
-        )
+        self._ready(dep, self._explain_batch, threads)
 
     async def info(self) -> dict[str, Any]:
         """{id, engine, mode} of this policy."""
