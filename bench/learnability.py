@@ -25,6 +25,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from transformers import TrainerCallback
+
 from anchor_service.config import ModelSpec, SFTConfig, TrainScaling
 from anchor_service.core.parsing import parse_response
 from anchor_service.core.prompts import answer_prompt, explain_prompt
@@ -86,16 +88,13 @@ def accuracy(model_dir: Path, test, explain: bool) -> dict:
     return out
 
 
-class _SaveAtSteps:
-    """A TrainerCallback that saves the model (the LoRA adapter, or all weights) at given steps."""
+class _SaveAtSteps(TrainerCallback):
+    """Saves the model (the LoRA adapter, or all weights) at the given steps."""
 
     def __init__(self, steps: set[int], out: Path) -> None:
-        from transformers import TrainerCallback
-
         self.steps, self.out = steps, out
-        self.callback = type("SaveAtSteps", (TrainerCallback,), {"on_step_end": self._on_step})()
 
-    def _on_step(self, args, state, control, model=None, **kwargs):
+    def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step in self.steps and model is not None:
             model.save_pretrained(self.out / f"step-{state.global_step}")
         return control
@@ -124,7 +123,7 @@ def learning_curve(train, test, base: Path, cfg: SFTConfig, steps: list[int]) ->
     with tempfile.TemporaryDirectory() as tmp:
         saver = _SaveAtSteps(set(steps), Path(tmp))
         trainer = build_sft_trainer(
-            sft_rows(train), base, cfg, 0, str(Path(tmp) / "ckpt"), callbacks=[saver.callback]
+            sft_rows(train), base, cfg, 0, str(Path(tmp) / "ckpt"), callbacks=[saver]
         )
         trainer.args.save_strategy = "no"
         trainer.args.max_steps = max(steps)

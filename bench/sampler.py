@@ -32,7 +32,7 @@ from collections.abc import Callable
 import torch
 
 from anchor_service.core.keys import key_seed
-from anchor_service.engines.sampler import keyed_draw, nucleus, seeds_tensor
+from anchor_service.engines.sampler import keyed_draw, nucleus, seeds_tensor, top_p_filter
 
 
 def unkeyed_draw(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
@@ -47,10 +47,7 @@ def old_keyed_draw(
     logits: torch.Tensor, keys: list[tuple], step: int, temperature: float, top_p: float
 ) -> torch.Tensor:
     """The previous keyed sampler, kept here as the benchmark's reference."""
-    scaled = logits.float() / temperature
-    ids, mask = nucleus(scaled, top_p)
-    keep = torch.zeros_like(scaled, dtype=torch.bool).scatter_(-1, ids, mask)
-    scaled = scaled.masked_fill(~keep, float("-inf"))
+    scaled = top_p_filter(logits.float() / temperature, top_p)
     rows = []
     for key in keys:
         gen = torch.Generator(device="cpu")
