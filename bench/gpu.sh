@@ -1,6 +1,6 @@
 #!/bin/bash
 # GPU figures on one machine with no network (the device machine): Ray Data vs plain loop and
-# Ray Train DPO vs plain TRL, on a random-initialised Llama-3-8B-shaped model (bench.random_model).
+# Ray Train DPO vs plain TRL, the keyed sampler, the HF engine vs plain generate, on a random-initialised Llama-3-8B-shaped model (bench.random_model).
 #
 #   bash bench/gpu.sh [ARCH] [OUT]     # ARCH: llama-3-8b (default) or tiny (CPU smoke run)
 #   BENCHES="sampler" SAMPLER_TIMEOUT=150 bash bench/gpu.sh     # the sampler bench alone
@@ -31,7 +31,7 @@ if [ "$ARCH" = tiny ]; then GPU=; SET=(); DEVICE=cpu; fi
 M=/tmp/random-$ARCH
 [ -f "$M/config.json" ] || python3 -m bench.random_model --arch "$ARCH" --tokenizer .gpu/tok \
   --out "$M" --device $DEVICE 2>&1 | tee "$OUT/model.log"
-BENCHES=${BENCHES:-sampler pipeline dpo}
+BENCHES=${BENCHES:-sampler hfgen pipeline dpo}
 if [[ " $BENCHES " == *" sampler "* ]]; then
 # The keyed noise must be bit-identical on CPU and CUDA (tests/test_engine_sampler.py).
 timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_engine_sampler.py > "$OUT/sampler-test.log" 2>&1
@@ -39,6 +39,13 @@ echo "test_engine_sampler rc=$?"; tail -3 "$OUT/sampler-test.log"
 timeout "${SAMPLER_TIMEOUT:-150}" python3 -m bench.sampler --device $DEVICE --reps 5 \
   --kinds near-uniform --json "$OUT/sampler.json" > "$OUT/sampler.log" 2>&1
 echo "bench.sampler rc=$?"; grep -v Loading "$OUT/sampler.log" | tail -12
+fi
+if [[ " $BENCHES " == *" hfgen "* ]]; then
+# The HF engine's keyed sampling vs plain generate (top-p), batch 128 x 128 new tokens.
+BATCH=128; [ "$ARCH" = tiny ] && BATCH=8
+timeout "${HFGEN_TIMEOUT:-200}" python3 -m bench.hf_generate --model "$M" --device $DEVICE \
+  --batch $BATCH --json "$OUT/hf_generate.json" > "$OUT/hf_generate.log" 2>&1
+echo "bench.hf_generate rc=$?"; grep -A4 "^# bench.hf_generate" "$OUT/hf_generate.log" || tail -20 "$OUT/hf_generate.log"
 fi
 if [[ " $BENCHES " == *" pipeline "* ]]; then
 timeout 200 python3 -m bench.pipeline --model "$M" --prompts 32 --samples 4 --max-tokens 128 \

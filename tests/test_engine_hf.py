@@ -250,6 +250,52 @@ def test_choice_probs_run_the_shared_prefix_once(engine):
     assert sum(seen) < prefix_len + 5 * 20  # the prefix once, then only the slot tokens
 
 
+def _rubric_queries() -> list[ChoiceQuery]:
+    """Queries that share a long rubric and differ after it (as the judge's do)."""
+    rubric = "Grade on these criteria. " + "criterion text " * 40
+    slots = [f"\ncriterion {name}: " for name in "abcde"]
+    items = ["short item", "a much longer item " * 9, "mid item " * 4, ""]
+    return [
+        ChoiceQuery(prefix=[{"role": "user", "content": rubric + item}], slots=slots)
+        for item in items
+    ]
+
+
+@pytest.mark.parametrize("batch_size", [2, 16])
+def test_choice_probs_with_a_batch_wide_prefix_equal_the_naive_computation(
+    random_model_dir, batch_size
+):
+    engine = _engine(random_model_dir, batch_size=batch_size)
+    queries = _rubric_queries() + _queries()
+    got = engine.choice_probs(queries, DIGITS)
+    for query, per_slot in zip(queries, got, strict=True):
+        for slot_got, slot_naive in zip(per_slot, _naive_probs(engine, query, DIGITS), strict=True):
+            for token in DIGITS:
+                assert slot_got[token] == pytest.approx(slot_naive[token], abs=1e-4, rel=1e-3)
+
+
+def test_choice_probs_run_a_batch_wide_prefix_once(engine):
+    # The rubric every query shares is computed once per batch, not once per query.
+    queries = _rubric_queries()
+    seen: list[int] = []
+    hook = engine.model.register_forward_pre_hook(
+        lambda _m, args, kwargs: seen.append(kwargs["input_ids"].numel()), with_kwargs=True
+    )
+    try:
+        engine.choice_probs(queries, DIGITS)
+    finally:
+        hook.remove()
+    encoded = [engine._encode(engine.render(q.prefix)) for q in queries]
+    lengths = [len(e) for e in encoded]
+    common = 0
+    while common < min(lengths) and len({e[common] for e in encoded}) == 1:
+        common += 1
+    assert common > 100
+    # Padded forwards count pads too: bound by the common prefix once + each query's widest rest.
+    own_width = max(lengths) - common
+    assert sum(seen) <= common + len(queries) * own_width + len(queries) * 5 * 20
+
+
 def test_check_single_tokens_names_each_offending_token(engine):
     engine.check_single_tokens(DIGITS)
     with pytest.raises(EngineError) as err:

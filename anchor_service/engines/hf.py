@@ -3,8 +3,8 @@
 Imports only torch, transformers and the package's core and engines.base (no Ray, no
 pydantic): it also runs on machines where Ray is not installed. Generation is batched with
 left padding; a sampled token depends only on the request's key and the step
-(engines/sampler.py), so a sample is the same alone or in any batch. `choice_probs` runs the prefix shared by all slots once and reuses its KV
-cache for every slot. `SamplingParams.json_schema` constrains decoding to the canonical JSON of
+(engines/sampler.py), so a sample is the same alone or in any batch. `choice_probs` runs the prefix shared by every query of a batch (the judge's rubric)
+once, then each query's own prefix once, and reuses the KV cache for every slot. `SamplingParams.json_schema` constrains decoding to the canonical JSON of
 an enum-valued object schema (engines/json_constraint.py), row by row, so that too is
 batch-independent.
 """
@@ -303,53 +303,83 @@ class HFEngine(TokenizedPrompts):
     def _choice_batch(
         self, prepared: list[tuple[list[int], list[list[int]]]], token_ids: list[int]
     ) -> list[list[list[float]]]:
-        """One forward for the left-padded shared prefixes, one for all slot remainders."""
-        dev = self.device
-        shared_lens = [len(s) for s, _ in prepared]
-        width = max(shared_lens)
-        cache = None
-        prefix_mask = torch.zeros((len(prepared), width), dtype=torch.long)
-        if width > 0:
-            ids = torch.full((len(prepared), width), self.pad_id, dtype=torch.long)
-            for row, (shared, _) in enumerate(prepared):
-                if shared:
-                    ids[row, width - len(shared) :] = torch.tensor(shared)
-                    prefix_mask[row, width - len(shared) :] = 1
-            positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
-            out = self.model(
-                input_ids=ids.to(dev),
-                attention_mask=prefix_mask.to(dev),
-                position_ids=positions.to(dev),
-                use_cache=True,
-                logits_to_keep=1,  # the prefix's own logits are never read
-            )
-            cache = out.past_key_values
+        """Up to three forwards: the prefix every query of the batch shares (the rubric,
+        once, batch 1), each query's own prefix (left-padded), then all slot remainders."""
+        common = _common_length([shared for shared, _ in prepared])
+        if len(prepared) < 2 or common < MIN_COMMON_PREFIX:
+            common = 0
+        cache, mask = None, torch.zeros((len(prepared), 0), dtype=torch.long)
+        if common:
+            ids = torch.tensor([prepared[0][0][:common]], dtype=torch.long)
+            one = torch.ones_like(ids)
+            cache = self._forward(ids, one, torch.arange(common)[None], None).past_key_values
+            cache.batch_select_indices(torch.zeros(len(prepared), dtype=torch.long).to(self.device))
+            mask = torch.ones((len(prepared), common), dtype=torch.long)
+        own = [shared[common:] for shared, _ in prepared]
+        if any(own):
+            ids, own_mask, pos = _left_padded(own, self.pad_id, [common] * len(own))
+            mask = torch.cat([mask, own_mask], dim=-1)
+            cache = self._forward(ids, mask, pos, cache).past_key_values
         # Slot rows: each query's cache repeated once per slot; remainders left-padded so
         # that every row's last real token sits in the last column.
         owner = [q for q, (_, rests) in enumerate(prepared) for _ in rests]
         rests = [r for _, rs in prepared for r in rs]
-        rest_width = max(len(r) for r in rests)
-        rest_ids = torch.full((len(rests), rest_width), self.pad_id, dtype=torch.long)
-        rest_mask = torch.zeros((len(rests), rest_width), dtype=torch.long)
-        rest_pos = torch.zeros((len(rests), rest_width), dtype=torch.long)
-        for row, (q, r) in enumerate(zip(owner, rests, strict=True)):
-            rest_ids[row, rest_width - len(r) :] = torch.tensor(r)
-            rest_mask[row, rest_width - len(r) :] = 1
-            rest_pos[row, rest_width - len(r) :] = torch.arange(len(r)) + shared_lens[q]
+        starts = [len(prepared[q][0]) for q in owner]
+        ids, rest_mask, pos = _left_padded(rests, self.pad_id, starts)
         index = torch.tensor(owner, dtype=torch.long)
         if cache is not None:
-            cache.batch_select_indices(index.to(dev))
-        mask = torch.cat([prefix_mask[index], rest_mask], dim=-1)
-        out = self.model(
-            input_ids=rest_ids.to(dev),
-            attention_mask=mask.to(dev),
-            position_ids=rest_pos.to(dev),
-            past_key_values=cache,
-            use_cache=cache is not None,
-            logits_to_keep=1,
-        )
+            cache.batch_select_indices(index.to(self.device))
+        out = self._forward(ids, torch.cat([mask[index], rest_mask], dim=-1), pos, cache)
         probs = out.logits[:, -1, :].float().softmax(dim=-1)[:, token_ids].cpu().tolist()
         grouped: list[list[list[float]]] = [[] for _ in prepared]
         for q, p in zip(owner, probs, strict=True):
             grouped[q].append(p)
         return grouped
+
+    def _forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: object
+    ) -> object:
+        """One forward that keeps only the last column's logits (the only ones read)."""
+        dev = self.device
+        return self.model(
+            input_ids=ids.to(dev),
+            attention_mask=mask.to(dev),
+            position_ids=positions.to(dev),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+
+
+# Below this many tokens a batch-wide shared prefix is not worth its own forward.
+MIN_COMMON_PREFIX = 16
+
+
+def _common_length(seqs: list[list[int]]) -> int:
+    """Length of the longest prefix every sequence shares."""
+    if not seqs:
+        return 0
+    n = min(len(s) for s in seqs)
+    first = seqs[0]
+    for i in range(n):
+        token = first[i]
+        if any(s[i] != token for s in seqs):
+            return i
+    return n
+
+
+def _left_padded(
+    seqs: list[list[int]], pad_id: int, starts: list[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, mask, positions) of left-padded rows; row i's tokens sit at positions from
+    starts[i] on, so a row continues exactly where its cached prefix ended."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    positions = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, (seq, start) in enumerate(zip(seqs, starts, strict=True)):
+        if seq:
+            ids[row, width - len(seq) :] = torch.tensor(seq)
+            mask[row, width - len(seq) :] = 1
+            positions[row, width - len(seq) :] = torch.arange(len(seq)) + start
+    return ids, mask, positions
