@@ -202,7 +202,8 @@ class JudgeDeployment(_EngineReplica):
 
         cfg = JudgeConfig.model_validate(judge)
         dep = DeploymentConfig.model_validate(deployment)
-        threads = start_threads(replica_threads(dep, cfg.model), "judge replica")
+        threads = replica_threads(dep, cfg.model)
+        start_threads(threads, "judge replica")
         cfg = cfg.model_copy(update={"model": _with_threads(cfg.model, threads)})
         self.continuous = cfg.mode != "oracle" and _continuous(cfg.model, dep)
         self.scorer = make_judge(cfg, continuous_batching=self.continuous)
@@ -298,7 +299,8 @@ class PolicyDeployment(_EngineReplica):
 
         dep = DeploymentConfig.model_validate(deployment)
         spec = policy_spec(ModelSpec.model_validate(policy), run_dir, strategy)
-        threads = start_threads(replica_threads(dep, spec), "policy replica")
+        threads = replica_threads(dep, spec)
+        start_threads(threads, "policy replica")
         self.continuous = _continuous(spec, dep)
         self.engine = make_engine(_with_threads(spec, threads), continuous_batching=self.continuous)
         self.info_dict = {"id": self.engine.model_id, "engine": spec.engine, "mode": None}
