@@ -123,9 +123,13 @@ class ModelSpec(Section):
     adapter: str | None = None
     """Optional PEFT (LoRA) adapter directory applied on top of `name`."""
     batch_size: int = Field(16, ge=1)
-    """Requests per forward batch inside the engine."""
+    """Sequences per engine forward pass (vLLM: max_num_seqs; openai: requests in flight);
+    the placement's batch (`pipeline.<stage>.batch_size`, a deployment's max_batch_size)
+    says how many items one call hands the engine, this how many it runs together."""
     torch_threads: int | None = Field(None, ge=1)
-    """torch.set_num_threads for this engine (Ray sets OMP threads from num_cpus otherwise)."""
+    """torch threads of a process running this model, used when its placement sets none
+    (precedence: the placement's torch_threads, else this, else the CPUs reserved for the
+    process; in a CLI process: this, else torch's default). Set once at process start."""
     max_model_len: int = Field(2048, ge=128)
     """Longest prompt + completion the engine accepts; longer prompts are cut from the left."""
     base_url: str | None = None
@@ -217,7 +221,8 @@ class TrainScaling(Section):
     cpus_per_worker: float = Field(1, gt=0)
     """Logical CPUs reserved per worker."""
     torch_threads: int | None = Field(None, ge=1)
-    """torch.set_num_threads inside each worker (Ray otherwise sets OMP threads from CPUs)."""
+    """torch threads of each worker, set once at its start; None: cpus_per_worker rounded
+    up (a worker has no model knob: the placement's, else its CPUs)."""
     max_failures: int = Field(1, ge=0)
     """Worker failures tolerated; training resumes from the last checkpoint."""
     num_to_keep: int = Field(2, ge=1)
@@ -273,15 +278,16 @@ class StageResources(Section):
     actors: int = Field(1, ge=1)
     """Actors in the Ray Data actor pool of this stage (each owns one engine)."""
     batch_size: int = Field(16, ge=1)
-    """Rows per `map_batches` call (and per resumable part file)."""
+    """Rows per `map_batches` call (and per resumable part file); the engine runs them
+    `model.batch_size` at a time."""
     num_cpus: float = Field(1, ge=0)
     """Logical CPUs reserved per actor."""
     num_gpus: float = Field(0, ge=0)
     """GPUs per actor (1 for a vLLM/HF engine on a GPU node). Not used for a vLLM engine with
     tensor_parallel_size > 1: its placement group's bundles hold the GPUs (`tp_bundle`)."""
     torch_threads: int | None = Field(None, ge=1)
-    """torch.set_num_threads in the actor (Ray sets OMP threads from num_cpus otherwise,
-    which silently slows torch); None: leave torch's default."""
+    """torch threads of each actor, set once at its start; first in the precedence (this,
+    else the model's torch_threads, else num_cpus rounded up, at least 1)."""
     tp_bundle: dict[str, float] | None = None
     """vLLM with tensor_parallel_size = k > 1: each actor gets a placement group of k bundles
     of these resources, one per tensor-parallel worker (the first also holds the actor's
@@ -364,7 +370,8 @@ class DeploymentConfig(Section):
     """Requests waiting for a replica before Serve rejects them (answered 503 + Retry-After);
     -1 = unbounded."""
     max_batch_size: int = Field(16, ge=1)
-    """Most items the replica batches into one engine call (`@serve.batch`)."""
+    """Most items the replica batches into one engine call (`@serve.batch`); the engine runs
+    them `model.batch_size` at a time."""
     batch_wait_timeout_s: float = Field(0.02, ge=0)
     """How long a replica waits to fill a batch."""
     continuous_batching: bool = True
@@ -373,7 +380,8 @@ class DeploymentConfig(Section):
     unused). False: the offline engine behind `@serve.batch`. Other engines always batch
     with `@serve.batch`."""
     torch_threads: int | None = Field(None, ge=1)
-    """torch.set_num_threads in the replica."""
+    """torch threads of each replica, set once at its start; first in the precedence (this,
+    else the model's torch_threads, else num_cpus rounded up, at least 1)."""
 
 
 class LimitsConfig(Section):

@@ -28,12 +28,37 @@ from typing import Any
 import yaml
 
 from anchor_service.config import ConfigError, RunConfig, load_config
+from anchor_service.rundir import (
+    CONFIG_FILE,
+    FIGURES,
+    REPORT_HTML,
+    REPORT_MD,
+    ReportDir,
+    RunDir,
+)
 
 SPEC_FILE = "experiment.yaml"
+SUMMARY_FILE = "experiment.json"
 SEED_DIR_PREFIX = "seed-"
 NO_VARIANT = ""  # the key of the runs of an experiment without variants
 # The experiment's own files and folders: a variant may not take their names.
-RESERVED_NAMES = {"figures", "experiment.json", SPEC_FILE, "report.md", "report.html"}
+RESERVED_NAMES = {FIGURES, SUMMARY_FILE, SPEC_FILE, REPORT_MD, REPORT_HTML}
+
+
+class ExperimentDir(ReportDir):
+    """Paths of an experiment directory (as RunDir is a run's): the spec, experiment.json
+    (`summary`), report.md, report.html, figures/ and each (variant, seed) run."""
+
+    summary_name = SUMMARY_FILE
+
+    @property
+    def spec(self) -> Path:
+        return self.root / SPEC_FILE
+
+    def run(self, variant: str, seed: int) -> Path:
+        """Where the run of (variant, seed) lives."""
+        return run_dir(self.root, variant, seed)
+
 
 _VARIANT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 _OVERRIDE_START = re.compile(r",(?=\s*[A-Za-z_][\w.]*\s*=)")
@@ -163,12 +188,12 @@ class Experiment:
 def write_spec(root: str | Path, exp: Experiment) -> None:
     from anchor_service.rundir import write_atomic
 
-    write_atomic(Path(root) / SPEC_FILE, yaml.safe_dump(exp.to_dict(), sort_keys=False))
+    write_atomic(ExperimentDir(root).spec, yaml.safe_dump(exp.to_dict(), sort_keys=False))
 
 
 def read_spec(root: str | Path) -> Experiment | None:
     """The experiment recorded in `root/experiment.yaml`, or None when there is none."""
-    path = Path(root) / SPEC_FILE
+    path = ExperimentDir(root, create=False).spec
     if not path.is_file():
         return None
     return Experiment.from_dict(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
@@ -187,11 +212,11 @@ def find_runs(root: str | Path) -> dict[str, dict[int, Path]]:
         for variant in spec.variant_names:
             for seed in spec.seeds:
                 path = run_dir(root, variant, seed)
-                if (path / "config.yaml").is_file():
+                if RunDir(path, create=False).config.is_file():
                     found.setdefault(variant, {})[seed] = path
         return found
-    configs = sorted(root.glob(f"{SEED_DIR_PREFIX}*/config.yaml"))
-    configs += sorted(root.glob(f"*/{SEED_DIR_PREFIX}*/config.yaml"))
+    configs = sorted(root.glob(f"{SEED_DIR_PREFIX}*/{CONFIG_FILE}"))
+    configs += sorted(root.glob(f"*/{SEED_DIR_PREFIX}*/{CONFIG_FILE}"))
     for config in configs:
         run = config.parent
         variant = NO_VARIANT if run.parent == root else run.parent.name
@@ -204,9 +229,9 @@ def find_runs(root: str | Path) -> dict[str, dict[int, Path]]:
 def is_experiment_dir(path: str | Path) -> bool:
     """experiment.yaml, or seed-<s>/ run directories and no config.yaml of its own."""
     path = Path(path)
-    if (path / SPEC_FILE).is_file():
+    if ExperimentDir(path, create=False).spec.is_file():
         return True
-    return not (path / "config.yaml").is_file() and bool(find_runs(path))
+    return not RunDir(path, create=False).config.is_file() and bool(find_runs(path))
 
 
 def experiment_variants(experiment: dict[str, Any]) -> dict[str, dict[str, Any]]:

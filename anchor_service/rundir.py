@@ -50,18 +50,52 @@ def default_run_dir(config_path: str | None, run_seed: int) -> Path:
     return Path("runs") / f"{stem}-seed{run_seed}"
 
 
-class RunDir:
-    """Paths of one run and the done/parts bookkeeping of its stages."""
+CONFIG_FILE = "config.yaml"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+FIGURES = "figures"
+
+
+class ReportDir:
+    """What a run directory and an experiment directory both hold: report.md, report.html
+    and figures/ beside the summary file (`summary_name`) the report is built from."""
+
+    summary_name = "summary.json"
 
     def __init__(self, root: str | Path, create: bool = True):
         self.root = Path(root).resolve()
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def summary(self) -> Path:
+        return self.root / self.summary_name
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / REPORT_MD
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / REPORT_HTML
+
+    def figure(self, name: str) -> Path:
+        """figures/<name> (figures/ beside report.md, which links them by that path)."""
+        return self.root / FIGURES / name
+
+    @property
+    def report_files(self) -> tuple[Path, ...]:
+        """The summary and the report, in the order a command prints them."""
+        return (self.summary, self.report_md, self.report_html)
+
+
+class RunDir(ReportDir):
+    """Paths of one run and the done/parts bookkeeping of its stages."""
+
     # --- contract files -------------------------------------------------------------
     @property
     def config(self) -> Path:
-        return self.root / "config.yaml"
+        return self.root / CONFIG_FILE
 
     @property
     def samples(self) -> Path:
@@ -115,14 +149,6 @@ class RunDir:
         return self.root / "state" / "timings.json"
 
     @property
-    def summary(self) -> Path:
-        return self.root / "summary.json"
-
-    @property
-    def report_md(self) -> Path:
-        return self.root / "report.md"
-
-    @property
     def train_storage(self) -> Path:
         return self.root / "ray_train"
 
@@ -163,6 +189,10 @@ class RunDir:
         if not marker.is_file():
             write_atomic(marker, fp)
         return d
+
+    def new_part(self, stage: str) -> Path:
+        """A fresh part file of a stage in progress (a batch's rows)."""
+        return self.parts_dir(stage) / f"part-{uuid.uuid4().hex}.parquet"
 
     def read_parts(self, stage: str) -> pd.DataFrame | None:
         d = self.parts_dir(stage)

@@ -15,8 +15,7 @@ from typing import Any
 import pandas as pd
 
 from anchor_service.core.categorize import categorize
-from anchor_service.core.pairs import Pair, Response, sample_ref
-from anchor_service.core.types import CRITERIA, Example, Judgement
+from anchor_service.core.types import CRITERIA, Example, Judgement, Pair, Response, sample_ref
 
 # --- the run-directory files -------------------------------------------------------------
 SAMPLE_COLUMNS = [

@@ -20,6 +20,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
+from anchor_service.compute import start_threads
 from anchor_service.config import ModelSpec
 from anchor_service.core.prompts import explain_prompt
 from anchor_service.core.rubric import VERDICT_TOKENS, judge_query
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     judge_tokens = judge_prompt_tokens(args.model, queries)
     # Samples end at EOS or the cap; tok/s counts the tokens actually generated.
     params = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=args.max_tokens)
+    start_threads(args.threads, "bench.engines")  # both engines run in this process
     load_before = os.getloadavg()[0]
     results = []
     for name in args.engines.split(","):

@@ -25,6 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from anchor_service.compute import resolve_threads, start_threads
 from anchor_service.config import ModelSpec
 from anchor_service.core.rubric import JUDGE_PROMPT_VERSION
 from anchor_service.scoring.item import JudgeItem
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = ModelSpec(
         name=args.model, dtype=args.dtype, torch_threads=args.threads, batch_size=args.batch_size
     )
+    start_threads(resolve_threads(None, spec), "bench.injection")
     engine = make_engine(spec)
     judge = Judge(engine, mode="probability", judge_id=engine.model_id)
     items = [c.item for c in cases] + [injected(c, ph) for ph in phrasings for c in cases]

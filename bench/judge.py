@@ -13,6 +13,7 @@ import datetime
 import platform
 import time
 
+from anchor_service.compute import resolve_threads, start_threads
 from anchor_service.config import ModelSpec
 from anchor_service.core.types import CRITERIA
 from anchor_service.engines.factory import make_engine
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     spec = ModelSpec(name=args.model, dtype=args.dtype, torch_threads=args.threads)
+    start_threads(resolve_threads(None, spec), "bench.judge")
     t0 = time.perf_counter()
     engine = make_engine(spec)
     load_s = time.perf_counter() - t0

@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from anchor_service.compute import resolve_threads, start_threads
 from anchor_service.config import ModelSpec
 from anchor_service.core.rubric import JUDGE_PROMPT_VERSION
 from anchor_service.core.types import Judgement
@@ -59,6 +60,7 @@ def measure(args: argparse.Namespace, model: str, pairs: list[DevPair]) -> dict[
     spec = ModelSpec(
         name=model, dtype=args.dtype, torch_threads=args.threads, batch_size=args.batch_size
     )
+    start_threads(resolve_threads(None, spec), "bench.judge_dev")
     engine = make_engine(spec)
     judge = Judge(engine, mode=args.mode, judge_id=engine.model_id)
     items = [item for p in pairs for item in (p.sound, p.flawed)]

@@ -13,13 +13,13 @@ from anchor_service.core.injection import (
     DataBlockError,
     block_id,
     data_block,
+    item_fields,
     parse_data_blocks,
     quote,
     redact,
 )
 from anchor_service.core.rubric import (
     SYSTEM,
-    item_fields,
     judge_messages,
     judge_query,
 )

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from anchor_service.core.keys import keyed_rng
 from anchor_service.core.pairs import (
-    DEBATE_REF,
     DROP_REASONS,
     Drop,
     PairChoice,
@@ -20,14 +19,15 @@ from anchor_service.core.pairs import (
     build_pairs,
     order_key,
     order_responses,
-    sample_ref,
     select_pair,
 )
 from anchor_service.core.types import (
     CATEGORIES,
     CONSISTENTLY_CORRECT,
     CONSISTENTLY_INCORRECT,
+    DEBATE_REF,
     VARIABLE,
+    sample_ref,
 )
 
 GOLD, WRONG = "A", "B"

@@ -2,7 +2,7 @@
 `anchor_service` module (lazy ones inside functions included) goes down the stack
 
     cli, jobs -> recipe -> pipeline, training, serve, report -> scoring -> engines, data,
-    cluster, experiment_dir -> config, rundir, schema, evaluation -> core
+    cluster, compute, experiment_dir -> config, rundir, schema, evaluation -> core
 
 or stays inside its own group; nothing imports upward or sideways. The demo package sits in
 two layers: its generator (`demo.task`) with `data`, the rest with `scoring`. Also: no import
@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, str, int], ...] = (
     ("anchor_service.data", "data", 2),
     ("anchor_service.demo.task", "data", 2),
     ("anchor_service.cluster", "cluster", 2),
+    ("anchor_service.compute", "compute", 2),
     ("anchor_service.experiment_dir", "experiment_dir", 2),
     ("anchor_service.scoring", "scoring", 3),
     ("anchor_service.demo", "scoring", 3),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 
 from anchor_service.config import ConfigError, RunConfig, load_config
 
@@ -13,15 +14,37 @@ class UsageError(ValueError):
     """Wrong command-line input; printed without a traceback, exit status 2."""
 
 
+def add_command(
+    sub: argparse._SubParsersAction, name: str, func: Callable, help: str, description: str, **kw
+) -> argparse.ArgumentParser:
+    """The subcommand `name`, which runs `func(args)`; `kw` goes to argparse as it is."""
+    p = sub.add_parser(name, help=help, description=description, **kw)
+    p.set_defaults(func=func)
+    return p
+
+
+def add_question_args(p: argparse.ArgumentParser, required: bool) -> None:
+    """--question and the repeatable --option: one multiple-choice item."""
+    p.add_argument("--question", required=required, help="the question text")
+    p.add_argument(
+        "--option", action="append", default=[], help="an option text (repeat, in order)"
+    )
+
+
 def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file (defaults: the embedded model on CPU)")
+    add_overrides_arg(p, "override a config key, e.g. --set judge.model.dtype=float32")
+
+
+def add_overrides_arg(p: argparse.ArgumentParser, help: str) -> None:
+    """The repeatable --set KEY=VALUE (args.overrides)."""
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config key, e.g. --set judge.model.dtype=float32 (repeatable)",
+        help=f"{help} (repeatable)",
     )
 
 
@@ -67,8 +90,11 @@ def setup_logging(verbosity: int) -> None:
 __all__ = [
     "ConfigError",
     "UsageError",
+    "add_command",
     "add_config_args",
     "add_model_args",
+    "add_overrides_arg",
+    "add_question_args",
     "model_overrides",
     "resolve_config",
     "setup_logging",

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from anchor_service.cli.common import add_config_args
+from anchor_service.cli.common import add_command, add_config_args
 
 HELP = "run one config over several seeds (and variants) and aggregate them in one report"
 
@@ -25,11 +25,16 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    description = (
+        "Run the method once per seed (and per variant) with the same config, then "
+        "aggregate the runs: mean and spread over seeds, variants compared."
+    )
+    p = add_command(
+        sub,
         "experiment",
-        help=HELP,
-        description="Run the method once per seed (and per variant) with the same config, "
-        "then aggregate the runs: mean and spread over seeds, variants compared.",
+        run,
+        HELP,
+        description,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -53,11 +58,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "oracle:judge.mode=oracle; with variants the runs live in DIR/<variant>/seed-<s>/",
     )
     p.add_argument("--out", help="experiment directory (default runs/<config name>-experiment)")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from anchor_service.experiment_dir import experiment_of
+    from anchor_service.experiment_dir import ExperimentDir, experiment_of
     from anchor_service.recipe.experiment import run_experiment
 
     exp, default = experiment_of(
@@ -65,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
     )
     out = Path(args.out) if args.out else default
     experiment = run_experiment(exp, out)
-    out = out.resolve()
-    print(f"\nexperiment directory: {out}")
-    for name in ("experiment.json", "report.md", "report.html"):
-        if (out / name).is_file():
-            print(f"  {name:<15} {out / name}")
+    exp_dir = ExperimentDir(out, create=False)
+    print(f"\nexperiment directory: {exp_dir.root}")
+    for path in exp_dir.report_files:
+        if path.is_file():
+            print(f"  {path.name:<15} {path}")
     for variant, agg in (experiment.get("variants") or {"": experiment}).items():
         acc = {m: round(v["value"]["mean"], 4) for m, v in agg.get("accuracy", {}).items()}
         if acc:

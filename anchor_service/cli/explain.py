@@ -7,8 +7,10 @@ import json
 
 from anchor_service.cli.common import (
     UsageError,
+    add_command,
     add_config_args,
     add_model_args,
+    add_question_args,
     model_overrides,
     resolve_config,
 )
@@ -18,16 +20,12 @@ HELP = "answer and explain one multiple-choice question"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "explain",
-        help=HELP,
-        description="Answer a multiple-choice question with the explain prompt "
-        "(Answer: <letter> / Explanation: ...), optionally scoring each explanation.",
+    description = (
+        "Answer a multiple-choice question with the explain prompt "
+        "(Answer: <letter> / Explanation: ...), optionally scoring each explanation."
     )
-    p.add_argument("--question", required=True, help="the question text")
-    p.add_argument(
-        "--option", action="append", default=[], help="an option text (repeat, in order)"
-    )
+    p = add_command(sub, "explain", run, HELP, description)
+    add_question_args(p, required=True)
     p.add_argument("-n", "--n", type=int, default=1, help="number of completions (default 1)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-p", type=float, default=0.95)
@@ -38,7 +36,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_model_args(p, "policy")
     add_config_args(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,10 +52,13 @@ def run(args: argparse.Namespace) -> int:
         extra.append(f"policy.adapter={args.adapter}")
     cfg = resolve_config(args, extra)
 
+    from anchor_service.compute import resolve_threads, start_threads
     from anchor_service.engines.base import SamplingParams
     from anchor_service.engines.factory import make_engine
     from anchor_service.scoring.explain import explain
 
+    # One process, one thread count: the policy's (the judge, if any, shares it).
+    start_threads(resolve_threads(None, cfg.policy), "anchor-align explain")
     engine = make_engine(cfg.policy)
     params = SamplingParams(
         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens

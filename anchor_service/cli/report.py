@@ -5,29 +5,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anchor_service.cli.common import UsageError
+from anchor_service.cli.common import UsageError, add_command
 
 HELP = "rebuild summary.json (or experiment.json) and the report of a run (or experiment)"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "report",
-        help=HELP,
-        description="Recompute summary.json and report.md of a finished run directory, or "
+    description = (
+        "Recompute summary.json and report.md of a finished run directory, or "
         "experiment.json and the aggregated report of an experiment directory, from their "
-        "files alone (no model is loaded).",
+        "files alone (no model is loaded)."
     )
+    p = add_command(sub, "report", run, HELP, description)
     p.add_argument(
         "run_dir",
         help="a run directory written by `anchor-align run`, or an experiment directory "
         "written by `anchor-align experiment` (every run's summary, then experiment.json)",
     )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from anchor_service.experiment_dir import is_experiment_dir
+    from anchor_service.experiment_dir import ExperimentDir, is_experiment_dir
+    from anchor_service.rundir import RunDir
 
     run_dir = Path(args.run_dir)
     if is_experiment_dir(run_dir):
@@ -37,18 +36,18 @@ def run(args: argparse.Namespace) -> int:
             write_experiment(run_dir, rebuild=True)
         except FileNotFoundError as exc:
             raise UsageError(str(exc)) from None
-        names: tuple[str, ...] = ("experiment.json", "report.md", "report.html")
-    elif (run_dir / "config.yaml").is_file():
+        written = ExperimentDir(run_dir, create=False).report_files
+    elif RunDir(run_dir, create=False).config.is_file():
         from anchor_service.report.summary import write_summary
 
         write_summary(run_dir)
-        names = ("summary.json", "report.md", "report.html")
+        written = RunDir(run_dir, create=False).report_files
     else:
         raise UsageError(
             f"{run_dir} is neither a run directory (no config.yaml) nor an experiment "
             "directory (no experiment.yaml, no seed-<s>/ runs)"
         )
-    for name in names:
-        if (run_dir / name).is_file():
-            print(run_dir / name)
+    for path in written:
+        if path.is_file():
+            print(path)
     return 0

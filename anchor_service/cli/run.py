@@ -6,53 +6,42 @@ import argparse
 import json
 from pathlib import Path
 
-from anchor_service.cli.common import add_config_args
+from anchor_service.cli.common import add_command, add_config_args, add_overrides_arg
 from anchor_service.config import RunConfig, load_config
 from anchor_service.resources import demo_config_path
-from anchor_service.rundir import default_run_dir
+from anchor_service.rundir import RunDir, default_run_dir
 
 HELP = "run the whole method (SFT, sampling, judging, pairs, DPO, evaluation, report)"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "run",
-        help=HELP,
-        description="Run the method end to end in one run directory. Rerunning the same "
-        "command resumes where a previous run stopped; a stage whose config is unchanged is "
-        "skipped.",
+    description = (
+        "Run the method end to end in one run directory. Rerunning the same command resumes "
+        "where a previous run stopped; a stage whose config is unchanged is skipped."
     )
+    p = add_command(sub, "run", run, HELP, description)
     add_config_args(p)
     p.add_argument("--out", help="run directory (default runs/<config name>-seed<run_seed>)")
-    p.set_defaults(func=run)
 
-    d = sub.add_parser(
-        "demo",
-        help="run the method on the built-in demo task with the embedded model (CPU sized)",
-        description="The whole method on the built-in demo task with the embedded model in "
-        "bf16 on a local Ray cluster (about 10 minutes on 2 cores). Resumable.",
+    demo_help = "run the method on the built-in demo task with the embedded model (CPU sized)"
+    description = (
+        "The whole method on the built-in demo task with the embedded model in bf16 on a "
+        "local Ray cluster (about 10 minutes on 2 cores). Resumable."
     )
-    d.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a demo setting, e.g. --set data.demo.n_train=50",
-    )
+    d = add_command(sub, "demo", run_demo, demo_help, description)
+    add_overrides_arg(d, "override a demo setting, e.g. --set data.demo.n_train=50")
     d.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    d.set_defaults(func=run_demo)
 
 
 def execute(cfg: RunConfig, out: Path) -> int:
     from anchor_service.recipe.method import MethodRun
 
     summary = MethodRun(cfg, out).run()
-    out = out.resolve()
-    print(f"\nrun directory: {out}")
-    for name in ("summary.json", "report.md", "report.html"):
-        if (out / name).is_file():
-            print(f"  {name:<13} {out / name}")
+    rundir = RunDir(out, create=False)
+    print(f"\nrun directory: {rundir.root}")
+    for path in rundir.report_files:
+        if path.is_file():
+            print(f"  {path.name:<13} {path}")
     acc = summary.get("accuracy", {})
     if acc:
         print("\naccuracy:", json.dumps({m: v["value"] for m, v in acc.items()}))

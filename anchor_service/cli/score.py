@@ -10,8 +10,10 @@ from pathlib import Path
 
 from anchor_service.cli.common import (
     UsageError,
+    add_command,
     add_config_args,
     add_model_args,
+    add_question_args,
     model_overrides,
     resolve_config,
 )
@@ -23,20 +25,19 @@ HELP = "score self-explanations on the five rubric criteria"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "score",
-        help=HELP,
-        description=(
+        run,
+        HELP,
+        (
             "Score an explanation of a multiple-choice answer on logical coherence, clarity, "
             "relevance, depth of argumentation and factual accuracy (0-3 each, 0-15 in all). "
             "Give one item with --question/--option/--answer/--explanation, or a JSONL file of "
             '{"question", "options", "answer", "explanation"} objects with --input.'
         ),
     )
-    p.add_argument("--question", help="the question text")
-    p.add_argument(
-        "--option", action="append", default=[], help="an option text (repeat, in order)"
-    )
+    add_question_args(p, required=False)
     p.add_argument("--answer", help="the letter the response chose (A, B, ...)")
     p.add_argument("--explanation", help="the explanation to score ('' scores 0, status empty)")
     p.add_argument("--input", help="JSONL file of items to score (one result per line)")
@@ -50,7 +51,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON results")
     add_model_args(p, "judge")
     add_config_args(p)
-    p.set_defaults(func=run)
 
 
 def read_items(path: Path) -> list[JudgeItem]:
@@ -110,8 +110,10 @@ def run(args: argparse.Namespace) -> int:
         extra.append(f"judge.mode={args.mode}")
     cfg = resolve_config(args, extra)
 
+    from anchor_service.compute import resolve_threads, start_threads
     from anchor_service.scoring.scorer import make_judge
 
+    start_threads(resolve_threads(None, cfg.judge.model), "anchor-align score")
     judge = make_judge(cfg.judge)
     t0 = time.perf_counter()
     results = [j.to_dict() for j in judge.score(items)]

@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 
-from anchor_service.cli.common import UsageError, add_config_args, resolve_config
+from anchor_service.cli.common import UsageError, add_command, add_config_args, resolve_config
 
 HELP = "serve the judge and the policy over HTTP (Ray Serve)"
 
@@ -15,10 +15,12 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "serve",
-        help=HELP,
-        description=(
+        run,
+        HELP,
+        (
             "Start the HTTP service: POST /v1/score, /v1/score/batch and /v1/explain, "
             "GET /healthz and /v1/models, OpenAPI at /docs. Without --config the embedded "
             "model is both policy and judge. A bearer token is required when "
@@ -29,7 +31,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help="address to bind (default serve.host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP port (default serve.port, 8000)")
     add_config_args(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

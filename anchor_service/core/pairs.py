@@ -6,10 +6,8 @@ and `label_filter` (`anchor` without the debater).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Any
 
 from anchor_service.core.categorize import categorize
 from anchor_service.core.keys import keyed_rng
@@ -17,179 +15,69 @@ from anchor_service.core.types import (
     CATEGORIES,
     CONSISTENTLY_CORRECT,
     CONSISTENTLY_INCORRECT,
+    DEBATER_FAILED,
+    DROP_REASONS,
+    DROP_UNSCORED,
     EMPTY,
+    EMPTY_CHOSEN,
+    EXCLUDED,
+    IDENTICAL,
     SCORED,
+    TIE,
     UNSCORED,
     VARIABLE,
+    Drop,
+    Pair,
+    PairChoice,
+    Pairing,
+    PromptResponses,
+    Rejected,
+    Response,
+    check_pair_options,
+    check_prompt_samples,
+    check_unique_prompts,
 )
 
-logger = logging.getLogger(__name__)
 
-STRATEGIES: tuple[str, ...] = ("anchor", "rank", "maxmin", "label_filter")
-REJECTED_CHOICES: tuple[str, ...] = ("lowest", "highest")
-
-# Drop reasons, in the order select_pair checks them.
-EXCLUDED = "excluded"
-DEBATER_FAILED = "debater_failed"
-DROP_UNSCORED = "unscored"
-EMPTY_CHOSEN = "empty_chosen"
-IDENTICAL = "identical"
-TIE = "tie"
-DROP_REASONS: tuple[str, ...] = (
-    IDENTICAL,
-    TIE,
-    DROP_UNSCORED,
-    EMPTY_CHOSEN,
-    DEBATER_FAILED,
-    EXCLUDED,
-)
-
-DEBATE_REF = "debate"
-# Statuses that take part in the ordering (an empty explanation takes part with score 0).
-PARTICIPATING = (SCORED, EMPTY)
-STATUSES = (SCORED, UNSCORED, EMPTY)
-
-Rejected = Literal["lowest", "highest"]
+def rank_value(score: int, score_expected: float | None) -> tuple[int, int, float]:
+    """How a judged response ranks, higher = better: its score, then score_expected, a
+    missing score_expected below any value. The one ordering rule of the project: the pair
+    builder, the judges' sanity figure and their agreement with the oracle all use it."""
+    return (score, 0, 0.0) if score_expected is None else (score, 1, score_expected)
 
 
-def sample_ref(sample_idx: int) -> str:
-    """The `chosen_ref`/`rejected_ref` spelling of a sample (`sample:<idx>`)."""
-    return f"sample:{sample_idx}"
+def participates(r: Response) -> bool:
+    """Whether it takes part in the ordering (`scored` or `empty`, never `unscored`)."""
+    return r.status in (SCORED, EMPTY)
 
 
-@dataclass(frozen=True)
-class Response:
-    """One judged response of a prompt: a sample (`sample:<idx>`) or the accepted debate."""
-
-    ref: str
-    sample_idx: int  # the attempt for a debate
-    text: str
-    answer: str | None
-    explanation: str
-    correct: bool
-    status: str  # SCORED | UNSCORED | EMPTY
-    score: int | None
-    score_expected: float | None
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(
-                f"response {self.ref}: status {self.status!r} is not one of {STATUSES}"
-            )
-        if self.status == SCORED and self.score is None:
-            raise ValueError(
-                f"response {self.ref}: status 'scored' needs an integer score; "
-                "a response the judge could not score has status 'unscored'"
-            )
-
-    @property
-    def participates(self) -> bool:
-        """Whether it takes part in the ordering (`scored` or `empty`, never `unscored`)."""
-        return self.status in PARTICIPATING
-
-    @property
-    def can_be_chosen(self) -> bool:
-        """A chosen response is scored and has a non-empty explanation."""
-        return self.status == SCORED and bool(self.explanation.strip())
-
-    @property
-    def ordering_score(self) -> int:
-        """The score used for ordering: an empty explanation scores 0 without the judge."""
-        if self.status == EMPTY:
-            return self.score if self.score is not None else 0
-        if self.status == UNSCORED or self.score is None:
-            raise ValueError(
-                f"response {self.ref}: an unscored response has no place in the ordering; "
-                "filter it out first (order_responses does)"
-            )
-        return self.score
+def can_be_chosen(r: Response) -> bool:
+    """A chosen response is scored and has a non-empty explanation."""
+    return r.status == SCORED and bool(r.explanation.strip())
 
 
-@dataclass(frozen=True)
-class PairChoice:
-    """The chosen and rejected responses picked for one prompt."""
-
-    prompt_id: str
-    category: str
-    chosen: Response
-    rejected: Response
-
-
-@dataclass(frozen=True)
-class Drop:
-    """A prompt that gives no pair, and why (one of DROP_REASONS)."""
-
-    prompt_id: str
-    category: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class PromptResponses:
-    """Everything step 5 needs about one prompt: its samples and, if accepted, its debate."""
-
-    prompt_id: str
-    prompt: str  # the rendered explain prompt
-    samples: list[Response]
-    debate: Response | None = None
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One row of `pairs-<strategy>.parquet` (texts are the full responses)."""
-
-    prompt_id: str
-    category: str
-    prompt: str
-    chosen: str
-    rejected: str
-    chosen_ref: str
-    rejected_ref: str
-    chosen_score: int
-    rejected_score: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def ordering_score(r: Response) -> int:
+    """The score used for ordering: an empty explanation scores 0 without the judge."""
+    if r.status == EMPTY:
+        return r.score if r.score is not None else 0
+    if r.status == UNSCORED or r.score is None:
+        raise ValueError(
+            f"response {r.ref}: an unscored response has no place in the ordering; "
+            "filter it out first (order_responses does)"
+        )
+    return r.score
 
 
 def order_key(r: Response) -> tuple:
-    """Sort key, ascending = best first: score, score_expected (None lowest), shorter
-    explanation, lower sample index (the ref last, so the order is total)."""
-    expected_rank = (0, -r.score_expected) if r.score_expected is not None else (1, 0.0)
-    return (-r.ordering_score, expected_rank, len(r.explanation), r.sample_idx, r.ref)
+    """Sort key, ascending = best first: rank_value descending, then the shorter
+    explanation, the lower sample index (the ref last, so the order is total)."""
+    worse_first = tuple(-v for v in rank_value(ordering_score(r), r.score_expected))
+    return (*worse_first, len(r.explanation), r.sample_idx, r.ref)
 
 
 def order_responses(rs: Iterable[Response]) -> list[Response]:
     """The participating responses (`scored`/`empty`), best first; `unscored` ones left out."""
-    return sorted((r for r in rs if r.participates), key=order_key)
-
-
-def _check_options(strategy: str, variable_rejected: str, incorrect_rejected: str) -> None:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"pair strategy {strategy!r} is unknown; use one of {STRATEGIES}")
-    for name, value in (
-        ("variable_rejected", variable_rejected),
-        ("incorrect_rejected", incorrect_rejected),
-    ):
-        if value not in REJECTED_CHOICES:
-            raise ValueError(f"pairs.{name} = {value!r}; use one of {REJECTED_CHOICES}")
-
-
-@dataclass(frozen=True)
-class Pairing:
-    """How a strategy pairs the prompts of one category (METHOD.md step 5).
-
-    `chosen` and `rejected` name the candidate pools (`debate`: the accepted debate;
-    `correct` / `incorrect`: the samples with that label; `samples`: all samples); `end` is
-    the rejected response's end of the ordering (`lowest`, `highest`, `random`: drawn with
-    the prompt's key, or the name of the option that decides it); `anchored`: the label
-    decides the preference, so the pair can never be a tie.
-    """
-
-    chosen: str
-    rejected: str
-    end: str
-    anchored: bool
+    return sorted((r for r in rs if participates(r)), key=order_key)
 
 
 _BLIND = Pairing("samples", "samples", "lowest", anchored=False)
@@ -218,17 +106,6 @@ def _pool(name: str, samples: list[Response], debate: Response | None) -> list[R
     if name == "incorrect":
         return [s for s in samples if not s.correct]
     return list(samples)
-
-
-def _check_samples(prompt_id: str, category: str, samples: list[Response]) -> None:
-    if category not in CATEGORIES:
-        raise ValueError(f"prompt {prompt_id}: category {category!r} is not one of {CATEGORIES}")
-    seen = [s.sample_idx for s in samples]
-    if len(set(seen)) != len(seen):
-        raise ValueError(
-            f"prompt {prompt_id}: duplicate sample_idx in {sorted(seen)}; "
-            "each sample must appear once (check samples.parquet / scores.parquet joins)"
-        )
 
 
 def select_pair(
@@ -261,19 +138,14 @@ def select_pair(
     5. `identical`: chosen and rejected texts are equal (exact string comparison).
     6. `tie`: a pairing not label-anchored, equal score and score_expected (None == None).
     """
-    _check_options(strategy, variable_rejected, incorrect_rejected)
-    _check_samples(prompt_id, category, samples)
-
-    def drop(reason: str) -> Drop:
-        logger.debug("prompt %s (%s, %s): dropped as %s", prompt_id, category, strategy, reason)
-        return Drop(prompt_id=prompt_id, category=category, reason=reason)
-
+    check_pair_options(strategy, variable_rejected, incorrect_rejected)
+    check_prompt_samples(prompt_id, category, [s.sample_idx for s in samples])
     pairing = PAIRINGS[strategy][category]
     if pairing is None:
-        return drop(EXCLUDED)
+        return Drop(prompt_id, category, EXCLUDED)
     if pairing.chosen == "debate":
         if debate is None:
-            return drop(DEBATER_FAILED)
+            return Drop(prompt_id, category, DEBATER_FAILED)
         if not debate.correct:
             raise ValueError(
                 f"prompt {prompt_id}: the debate {debate.ref} is not correct; only an accepted "
@@ -281,17 +153,17 @@ def select_pair(
             )
     chosen_ordered = order_responses(_pool(pairing.chosen, samples, debate))
     if not chosen_ordered:
-        return drop(DROP_UNSCORED)
-    eligible = [r for r in chosen_ordered if r.can_be_chosen]
+        return Drop(prompt_id, category, DROP_UNSCORED)
+    eligible = [r for r in chosen_ordered if can_be_chosen(r)]
     if not eligible:
-        return drop(EMPTY_CHOSEN)
+        return Drop(prompt_id, category, EMPTY_CHOSEN)
     chosen = eligible[0]
 
     others = [
         r for r in order_responses(_pool(pairing.rejected, samples, debate)) if r is not chosen
     ]
     if not others:
-        return drop(DROP_UNSCORED)
+        return Drop(prompt_id, category, DROP_UNSCORED)
     end = {"variable_rejected": variable_rejected, "incorrect_rejected": incorrect_rejected}.get(
         pairing.end, pairing.end
     )
@@ -303,18 +175,14 @@ def select_pair(
         rejected = others[0] if end == "highest" else others[-1]
 
     if chosen.text == rejected.text:
-        return drop(IDENTICAL)
-    if (
-        not pairing.anchored
-        and chosen.ordering_score == rejected.ordering_score
-        and chosen.score_expected == rejected.score_expected
-    ):
-        return drop(TIE)
+        return Drop(prompt_id, category, IDENTICAL)
+    if not pairing.anchored and _rank(chosen) == _rank(rejected):
+        return Drop(prompt_id, category, TIE)
     return PairChoice(prompt_id=prompt_id, category=category, chosen=chosen, rejected=rejected)
 
 
-def _empty_counts(keys: Sequence[str]) -> dict[str, int]:
-    return {k: 0 for k in keys}
+def _rank(r: Response) -> tuple[int, int, float]:
+    return rank_value(ordering_score(r), r.score_expected)
 
 
 def build_pairs(
@@ -326,31 +194,14 @@ def build_pairs(
     variable_rejected: Rejected = "lowest",
     incorrect_rejected: Rejected = "lowest",
 ) -> tuple[list[Pair], dict[str, Any]]:
-    """All pairs of one strategy (sorted by prompt_id) and its `stats-<strategy>.json`.
-
-    stats: strategy, prompts/pairs per category, drops per reason (all six, zeros included),
-    drops_by_category, lambda = share of pairs from variable + consistently incorrect (None
-    with no pairs), dpo_skipped = fewer pairs than min_pairs. Prompts = pairs + drops in
-    every category.
-    """
-    _check_options(strategy, variable_rejected, incorrect_rejected)
-    ids = [p.prompt_id for p in prompts]
-    if len(set(ids)) != len(ids):
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        raise ValueError(
-            f"build_pairs({strategy}): prompt ids {dupes[:5]} appear more than once; "
-            "each prompt must be given once with all its samples"
-        )
-
-    n_prompts = _empty_counts(CATEGORIES)
-    n_pairs = _empty_counts(CATEGORIES)
-    drops = _empty_counts(DROP_REASONS)
-    drops_by_category = {c: _empty_counts(DROP_REASONS) for c in CATEGORIES}
+    """All pairs of one strategy (sorted by prompt_id) and its `stats-<strategy>.json`."""
+    check_pair_options(strategy, variable_rejected, incorrect_rejected)
+    check_unique_prompts(strategy, [p.prompt_id for p in prompts])
     pairs: list[Pair] = []
+    outcomes: list[tuple[str, str | None]] = []  # (category, drop reason or None)
     for p in sorted(prompts, key=lambda p: p.prompt_id):
         samples = sorted(p.samples, key=lambda s: s.sample_idx)
         category = categorize([s.correct for s in samples])
-        n_prompts[category] += 1
         result = select_pair(
             strategy,
             p.prompt_id,
@@ -362,55 +213,47 @@ def build_pairs(
             incorrect_rejected=incorrect_rejected,
         )
         if isinstance(result, Drop):
-            drops[result.reason] += 1
-            drops_by_category[category][result.reason] += 1
+            outcomes.append((category, result.reason))
             continue
-        n_pairs[category] += 1
+        outcomes.append((category, None))
+        chosen, rejected = result.chosen, result.rejected
         pairs.append(
             Pair(
                 prompt_id=p.prompt_id,
                 category=category,
                 prompt=p.prompt,
-                chosen=result.chosen.text,
-                rejected=result.rejected.text,
-                chosen_ref=result.chosen.ref,
-                rejected_ref=result.rejected.ref,
-                chosen_score=result.chosen.ordering_score,
-                rejected_score=result.rejected.ordering_score,
+                chosen=chosen.text,
+                rejected=rejected.text,
+                chosen_ref=chosen.ref,
+                rejected_ref=rejected.ref,
+                chosen_score=ordering_score(chosen),
+                rejected_score=ordering_score(rejected),
             )
         )
-
-    stats = pair_stats(strategy, n_prompts, n_pairs, drops, drops_by_category, min_pairs)
-    logger.info(
-        "pairs %s: %d pairs from %d prompts, drops %s, lambda %s%s",
-        strategy,
-        len(pairs),
-        len(prompts),
-        {k: v for k, v in drops.items() if v},
-        stats["lambda"],
-        f" (fewer than min_pairs={min_pairs}: DPO skipped)" if stats["dpo_skipped"] else "",
-    )
-    return pairs, stats
+    return pairs, pair_stats(strategy, outcomes, min_pairs)
 
 
 def pair_stats(
-    strategy: str,
-    n_prompts: dict[str, int],
-    n_pairs: dict[str, int],
-    drops: dict[str, int],
-    drops_by_category: dict[str, dict[str, int]],
-    min_pairs: int,
+    strategy: str, outcomes: list[tuple[str, str | None]], min_pairs: int
 ) -> dict[str, Any]:
-    """`stats-<strategy>.json`: lambda = share of pairs from variable + consistently
-    incorrect prompts (None with no pairs); dpo_skipped = fewer pairs than min_pairs."""
+    """`stats-<strategy>.json` from each prompt's (category, drop reason or None for a pair):
+    prompts and pairs per category, drops per reason (all six, zeros included) overall and
+    per category (prompts = pairs + drops in every category), lambda = share of pairs from
+    variable + consistently incorrect prompts (None with no pairs), dpo_skipped = fewer
+    pairs than min_pairs."""
+    n_pairs = {c: sum(1 for cat, r in outcomes if cat == c and r is None) for c in CATEGORIES}
+    by_category = {
+        c: {d: sum(1 for cat, r in outcomes if (cat, r) == (c, d)) for d in DROP_REASONS}
+        for c in CATEGORIES
+    }
     total = sum(n_pairs.values())
     anchored = n_pairs[VARIABLE] + n_pairs[CONSISTENTLY_INCORRECT]
     return {
         "strategy": strategy,
-        "prompts": n_prompts,
+        "prompts": {c: sum(1 for cat, _ in outcomes if cat == c) for c in CATEGORIES},
         "pairs": n_pairs,
-        "drops": drops,
-        "drops_by_category": drops_by_category,
+        "drops": {d: sum(by_category[c][d] for c in CATEGORIES) for d in DROP_REASONS},
+        "drops_by_category": by_category,
         "lambda": anchored / total if total else None,
         "dpo_skipped": total < min_pairs,
     }

@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from anchor_service.core.types import LETTERS
-
-OK = "ok"
-UNPARSEABLE = "unparseable"
+from anchor_service.core.types import LETTERS, OK, UNPARSEABLE, ParsedResponse
 
 # `Answer` as a whole word at the start of a line (leading spaces allowed), then its separator:
 # spaces, at most one of `:` `-` `=` (or a dash look-alike), spaces, an optional `(`.
@@ -29,24 +25,6 @@ _EXPLANATION = re.compile(r"explanation\s*:", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
 
 
-@dataclass(frozen=True)
-class ParsedResponse:
-    """A parsed response: the answer letter (None if unparseable), the explanation, the status."""
-
-    answer: str | None
-    explanation: str
-    parse_status: str  # OK | UNPARSEABLE
-
-    @property
-    def answer_index(self) -> int | None:
-        """The 0-based option index of the answer, or None."""
-        return None if self.answer is None else LETTERS.index(self.answer)
-
-
-def _is_letter(ch: str) -> bool:
-    return ch.isalpha()
-
-
 def label_at(text: str, pos: int, n_options: int) -> str | None:
     """The label starting at `pos` in `text` (upper case), or None if none stands there."""
     if pos >= len(text) or n_options <= 0:
@@ -54,7 +32,7 @@ def label_at(text: str, pos: int, n_options: int) -> str | None:
     letter = text[pos].upper()
     if letter not in LETTERS[: min(n_options, len(LETTERS))]:
         return None
-    if pos > 0 and _is_letter(text[pos - 1]):
+    if pos > 0 and text[pos - 1].isalpha():
         return None  # part of a word
     rest = text[pos + 1 :]
     if not rest or rest[0] in ").:,\n\r":
@@ -62,9 +40,15 @@ def label_at(text: str, pos: int, n_options: int) -> str | None:
     if rest[0].isspace():
         after = rest.lstrip(" \t")
         # End of line, or a non-letter after the space ("B - because", "B) 60 km/h").
-        if not after or after[0] in "\n\r" or not _is_letter(after[0]):
+        if not after or after[0] in "\n\r" or not after[0].isalpha():
             return letter
     return None
+
+
+def _label_after(text: str, end: int, n_options: int) -> str | None:
+    """The label after `Answer` / "answer is" ending at `end`, past its separator."""
+    sep = _SEPARATOR.match(text, end)
+    return label_at(text, sep.end() if sep else end, n_options)
 
 
 def _normalise(text: str) -> str:
@@ -131,10 +115,7 @@ def parse_response(text: str, options: Sequence[str]) -> ParsedResponse:
     for line in lines:
         m = _ANSWER_LINE.match(line)
         if m:
-            body = line.rstrip("\r\n")
-            sep = _SEPARATOR.match(body, m.end())
-            pos = sep.end() if sep else m.end()
-            answer = label_at(body, pos, n)
+            answer = _label_after(line.rstrip("\r\n"), m.end(), n)
             span = (offset, offset + len(line))
             rest = text[span[1] :]
             explanation = _explanation(text, span, rest)
@@ -144,8 +125,7 @@ def parse_response(text: str, options: Sequence[str]) -> ParsedResponse:
     sentence, rest_at = _first_sentence(text)
     answer = None
     for m in _ANSWER_IS.finditer(sentence):
-        sep = _SEPARATOR.match(sentence, m.end())
-        answer = label_at(sentence, sep.end() if sep else m.end(), n)
+        answer = _label_after(sentence, m.end(), n)
         if answer:
             break
     if answer is None:

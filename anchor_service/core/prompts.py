@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from anchor_service.core.types import LETTERS, MAX_OPTIONS
+from anchor_service.core.types import LEAK_PHRASES, LETTERS, MAX_OPTIONS
 
 ANSWER_INSTRUCTION = "Reply with the letter of the correct option only."
 EXPLANATION_PLACEHOLDER = "<why this option is right, and why the others are not>"
@@ -21,35 +21,6 @@ DEBATER_INSTRUCTION = (
     "The correct answer is {letter}. Explain why, in your own words, as your own reasoning."
 )
 
-# Phrases that give away that the debater was handed the answer (METHOD.md step 2). Matched
-# case-insensitively on word boundaries, so "has given" never matches "as given".
-LEAK_PHRASES: tuple[str, ...] = (
-    "as given",
-    "the given answer",
-    "the answer given",
-    "given answer",
-    "the provided answer",
-    "provided answer",
-    "the answer provided",
-    "answer was provided",
-    "answer provided to me",
-    "i was told",
-    "we were told",
-    "you told me",
-    "as you said",
-    "as you stated",
-    "as stated in the prompt",
-    "as instructed",
-    "i was given",
-    "was given",
-    "were given the answer",
-    "the answer key",
-    "the hint",
-    "as indicated in the question",
-    "the correct answer is given",
-    "according to the prompt",
-    "according to the instructions",
-)
 _LEAK_PATTERNS = [(p, re.compile(rf"\b{re.escape(p)}\b", re.IGNORECASE)) for p in LEAK_PHRASES]
 
 

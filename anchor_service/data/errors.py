@@ -9,8 +9,9 @@ naming both rows (skipping would silently pick one of two different items).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from anchor_service.core.types import Example
 
@@ -71,6 +72,16 @@ class ExampleRows:
             )
         self._line_of[example.prompt_id] = line
         self.examples.append(example)
+
+    def take(self, line: int, read: Callable[..., Example], *args: Any) -> None:
+        """Keep the example `read(*args)` makes of the row at `line`; a ValueError it raises
+        is a malformed row (`bad`, with its message)."""
+        try:
+            example = read(*args)
+        except ValueError as exc:
+            self.bad(line, str(exc))
+            return
+        self.add(example, line)
 
     def bad(self, line: int, reason: str) -> None:
         """A malformed row: raise RowError, or record it and go on when skipping."""

@@ -226,11 +226,6 @@ def load_hub(
     label = split_label(split)
     rows = ExampleRows(where, on_bad_row, unit="row")
     for index, record in enumerate(table, 1):
-        try:
-            example = example_from_row(record, columns, dataset, label, index)
-        except ValueError as exc:
-            rows.bad(index, str(exc))
-            continue
-        rows.add(example, index)
+        rows.take(index, example_from_row, record, columns, dataset, label, index)
     log.info("%s: %d examples, %d skipped", where, len(rows.examples), len(rows.reasons))
     return rows.result(f"{where} ({len(rows.examples)} examples)")

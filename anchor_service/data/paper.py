@@ -110,12 +110,7 @@ def read_ai2_jsonl(
     """Read an ARC or OpenBookQA `.jsonl` file."""
     rows = ExampleRows(str(path), on_bad_row)
     for lineno, row in _jsonl_rows(path, rows):
-        try:
-            example = ai2_example(row, dataset, split)
-        except ValueError as exc:
-            rows.bad(lineno, str(exc))
-            continue
-        rows.add(example, lineno)
+        rows.take(lineno, ai2_example, row, dataset, split)
     return rows.result(f"{dataset} {split}: {path} ({len(rows.examples)} examples)")
 
 
@@ -156,14 +151,11 @@ def read_aqua(path: Path, dataset: str, split: str, on_bad_row: OnBadRow = "erro
                 continue
             index += 1  # items are numbered by position, bad ones included, so ids stay stable
             try:
-                example = aqua_example(json.loads(raw), dataset, split, index)
+                row = json.loads(raw)
             except json.JSONDecodeError as exc:
                 rows.bad(lineno, f"not valid JSON ({exc.msg} at column {exc.colno})")
                 continue
-            except ValueError as exc:
-                rows.bad(lineno, str(exc))
-                continue
-            rows.add(example, lineno)
+            rows.take(lineno, aqua_example, row, dataset, split, index)
     return rows.result(f"{dataset} {split}: {path} ({len(rows.examples)} examples)")
 
 
@@ -217,12 +209,7 @@ def read_logiqa(path: Path, dataset: str, split: str, on_bad_row: OnBadRow = "er
         body = lines[p + 1 : end]
         while body and not body[-1].strip():
             body.pop()
-        try:
-            example = _logiqa_example(lines[p], body, dataset, split, index)
-        except ValueError as exc:
-            rows.bad(item_line, str(exc))
-            continue
-        rows.add(example, item_line)
+        rows.take(item_line, _logiqa_example, lines[p], body, dataset, split, index)
     return rows.result(f"{dataset} {split}: {path} ({len(rows.examples)} examples)")
 
 

@@ -118,12 +118,7 @@ def load_paper_hub(
     rows = ExampleRows(where, on_bad_row, unit="row")
     reader = ROW_READERS[dataset]
     for index, record in enumerate(table, 1):
-        try:
-            example = reader(record, dataset, name, index)
-        except ValueError as exc:
-            rows.bad(index, str(exc))
-            continue
-        rows.add(example, index)
+        rows.take(index, reader, record, dataset, name, index)
     if not rows.examples and not rows.reasons:
         raise DataNotFoundError(f"{where} is empty")
     return rows.result(f"{dataset} {name}: {where} ({len(rows.examples)} examples)")

@@ -236,10 +236,5 @@ def read_table(
     rows = ExampleRows(str(path), on_bad_row)
     records = _csv_records(path, columns) if fmt == "csv" else _jsonl_records(path, rows)
     for lineno, index, record in records:
-        try:
-            example = example_from_row(record, columns, dataset, split, index)
-        except ValueError as exc:
-            rows.bad(lineno, str(exc))
-            continue
-        rows.add(example, lineno)
+        rows.take(lineno, example_from_row, record, columns, dataset, split, index)
     return rows.result(f"{fmt} {path} ({len(rows.examples)} examples)")

@@ -94,9 +94,6 @@ class HFEngine(TokenizedPrompts):
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.model_id = spec.name if not spec.adapter else f"{spec.name}+{spec.adapter}"
-        if spec.torch_threads:
-            # Ray sets OMP_NUM_THREADS from an actor's num_cpus; the config decides instead.
-            torch.set_num_threads(spec.torch_threads)
         self.device = resolve_device(spec.device)
         self.dtype = resolve_dtype(spec.dtype, self.device)
         path = resolve_model(spec.name)

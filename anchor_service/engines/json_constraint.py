@@ -57,6 +57,15 @@ def _unsupported(problem: str) -> UnsupportedSchemaError:
     )
 
 
+def _check_keywords(obj: dict, allowed: set[str], type_name: str, where: str) -> None:
+    """Only the keywords this shape supports, and `type` (if given) is `type_name`."""
+    extra = sorted(set(obj) - allowed)
+    if extra:
+        raise _unsupported(f"{where}keywords {extra} are not supported")
+    if obj.get("type", type_name) != type_name:
+        raise _unsupported(f"{where}type must be '{type_name}', got {obj.get('type')!r}")
+
+
 @dataclass(frozen=True)
 class EnumObjectSchema:
     """An object schema with a fixed key order and, per key, the allowed string values."""
@@ -69,11 +78,7 @@ class EnumObjectSchema:
         """Read a JSON schema dict; UnsupportedSchemaError for anything outside the shape."""
         if not isinstance(schema, dict):
             raise _unsupported(f"expected a dict, got {type(schema).__name__}")
-        extra = sorted(set(schema) - _OBJECT_KEYS)
-        if extra:
-            raise _unsupported(f"keywords {extra} are not supported")
-        if schema.get("type", "object") != "object":
-            raise _unsupported(f"type must be 'object', got {schema.get('type')!r}")
+        _check_keywords(schema, _OBJECT_KEYS, "object", "")
         props = schema.get("properties")
         if not isinstance(props, dict) or not props:
             raise _unsupported("'properties' must be a non-empty object")
@@ -91,11 +96,7 @@ class EnumObjectSchema:
             where = f"property {key!r}"
             if not isinstance(prop, dict):
                 raise _unsupported(f"{where} must be an object, got {prop!r:.80}")
-            extra = sorted(set(prop) - _PROPERTY_KEYS)
-            if extra:
-                raise _unsupported(f"{where}: keywords {extra} are not supported")
-            if prop.get("type", "string") != "string":
-                raise _unsupported(f"{where}: type must be 'string', got {prop.get('type')!r}")
+            _check_keywords(prop, _PROPERTY_KEYS, "string", f"{where}: ")
             enum = prop.get("enum")
             if not isinstance(enum, list) or not enum:
                 raise _unsupported(f"{where} needs a non-empty 'enum' list")

@@ -6,12 +6,10 @@ from typing import Any
 
 
 def load_engine(spec: dict[str, Any], torch_threads: int | None):
-    """Set torch's thread count (Ray sets OMP threads from num_cpus), then build the engine."""
+    """Start the actor's torch threads (resolved by the recipe), then build the engine."""
+    from anchor_service.compute import start_threads, with_threads
     from anchor_service.config import ModelSpec
     from anchor_service.engines.factory import make_engine
 
-    if torch_threads:
-        import torch
-
-        torch.set_num_threads(torch_threads)
-    return make_engine(ModelSpec(**spec))
+    start_threads(torch_threads, "pipeline actor")
+    return make_engine(with_threads(ModelSpec(**spec), torch_threads))

@@ -25,13 +25,14 @@ class JudgeStage:
     INPUT_COLUMNS = JUDGE_INPUT
 
     def __init__(self, judge_cfg: dict[str, Any], torch_threads: int | None = None):
-        if torch_threads:
-            import torch
-
-            torch.set_num_threads(torch_threads)
+        from anchor_service.compute import start_threads, with_threads
         from anchor_service.scoring.scorer import make_judge
 
-        self.judge = make_judge(JudgeConfig(**judge_cfg))
+        start_threads(torch_threads, "judge actor")
+        cfg = JudgeConfig(**judge_cfg)
+        self.judge = make_judge(
+            cfg.model_copy(update={"model": with_threads(cfg.model, torch_threads)})
+        )
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         judgements = self.judge.score(items_of(batch))

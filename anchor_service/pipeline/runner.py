@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +79,7 @@ def run_stage(rundir: RunDir, spec: StageSpec) -> pd.DataFrame:
         log.info("%s: done already (config unchanged), skipping", stage)
         return pd.read_parquet(out_path)
     spec.check_input_columns()
-    parts = rundir.open_parts(stage, fp)
+    rundir.open_parts(stage, fp)
     done = rundir.read_parts(stage)
     done_keys = _key_tuples(done, keys) if done is not None else set()
     # Batches are planned from the keys alone (the rows sorted by key, cut every batch_size),
@@ -99,7 +98,7 @@ def run_stage(rundir: RunDir, spec: StageSpec) -> pd.DataFrame:
             len(planned),
         )
     if todo:
-        _map_with_ray(todo, spec, parts)
+        _map_with_ray(todo, spec, rundir)
     out = rundir.read_parts(stage)
     if out is None:
         out = pd.DataFrame(columns=list(getattr(spec.stage_cls, "COLUMNS", out_keys)))
@@ -168,7 +167,7 @@ def stage_dataset(
     )
 
 
-def _map_with_ray(todo: list[pd.DataFrame], spec: StageSpec, parts_dir: Path) -> None:
+def _map_with_ray(todo: list[pd.DataFrame], spec: StageSpec, rundir: RunDir) -> None:
     import ray
 
     from anchor_service.cluster import ensure_ray
@@ -185,7 +184,7 @@ def _map_with_ray(todo: list[pd.DataFrame], spec: StageSpec, parts_dir: Path) ->
         for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
             if len(batch) == 0:
                 continue
-            write_parquet_atomic(batch, parts_dir / f"part-{uuid.uuid4().hex}.parquet")
+            write_parquet_atomic(batch, rundir.new_part(spec.name))
             written += len(batch)
             log.info("%s: %d/%d rows written", spec.name, written, total)
     finally:

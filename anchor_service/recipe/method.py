@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from anchor_service.compute import resolve_threads
 from anchor_service.config import JudgeConfig, ModelSpec, RunConfig, dump_config
 from anchor_service.core.keys import NOISE_GENERATOR
 from anchor_service.core.pairs import PromptResponses, build_pairs
@@ -423,9 +424,9 @@ class MethodRun:
         return df
 
     def _threads(self, which: str, spec: ModelSpec | None = None) -> int | None:
-        return getattr(self.cfg.pipeline, which).torch_threads or (
-            spec.torch_threads if spec else None
-        )
+        """The torch threads of the stage's actors (`compute.resolve_threads`)."""
+        res = getattr(self.cfg.pipeline, which)
+        return resolve_threads(res.torch_threads, spec, res.num_cpus)
 
     def _timed(self, name: str, t0: float) -> None:
         self.timings[name] = round(time.perf_counter() - t0, 1)

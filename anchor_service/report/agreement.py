@@ -4,7 +4,7 @@ Read from the run files alone: a judge's scores (scores.parquet for the alignmen
 eval/scores-<model>.parquet for the evaluation judge) joined with the oracle's scores of the
 same responses (oracle/, written by demo/agreement.py). A judge that plays both roles is
 measured once, on all the responses it scored. Each response is ranked by the pair
-builder's ordering (score, then score_expected; METHOD.md step 5), so agreement measures
+builder's ordering (`core.pairs.rank_value`; METHOD.md step 5), so agreement measures
 what the judge is used for; an `unscored` response on either side is left out.
 """
 
@@ -15,19 +15,20 @@ from typing import Any
 
 import pandas as pd
 
+from anchor_service.core.pairs import rank_value
+from anchor_service.core.types import EMPTY, SCORED
 from anchor_service.demo.oracle import is_oracle
 from anchor_service.evaluation.agreement import judge_agreement
 from anchor_service.rundir import RunDir
 from anchor_service.schema import SCORE_KEYS
 
 
-def ordering_key(score: Any, expected: Any, status: Any) -> tuple[int, float] | None:
-    """The pair builder's ordering of one response, or None when it is unscored."""
-    if status not in ("scored", "empty") or pd.isna(score):
+def ordering_key(score: Any, expected: Any, status: Any) -> tuple[int, int, float] | None:
+    """The pair builder's ordering of one response (`core.pairs.rank_value`), or None when
+    it is unscored."""
+    if status not in (SCORED, EMPTY) or pd.isna(score):
         return None
-    # Generative mode has no score_expected: the score alone then orders (same for all).
-    exp = float(score) if expected is None or pd.isna(expected) else float(expected)
-    return int(score), exp
+    return rank_value(int(score), None if pd.isna(expected) else float(expected))
 
 
 def _joined(judge_file: Path, oracle_file: Path, label: str) -> pd.DataFrame | None:

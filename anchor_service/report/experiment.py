@@ -24,7 +24,13 @@ import yaml
 
 from anchor_service.core.types import CATEGORIES, CRITERIA
 from anchor_service.evaluation.stats import aggregate_seeds
-from anchor_service.experiment_dir import NO_VARIANT, experiment_variants, find_runs, read_spec
+from anchor_service.experiment_dir import (
+    NO_VARIANT,
+    ExperimentDir,
+    experiment_variants,
+    find_runs,
+    read_spec,
+)
 from anchor_service.report.markdown import figures_section, section, table
 from anchor_service.rundir import RunDir
 
@@ -142,14 +148,15 @@ def write_experiment(root: str | Path, rebuild: bool = False) -> dict[str, Any]:
     from anchor_service.report.html import render_html
     from anchor_service.rundir import write_atomic, write_json_atomic
 
-    root = Path(root)
+    exp = ExperimentDir(root, create=False)
+    root = exp.root
     experiment = build_experiment(root, rebuild=rebuild)
-    write_json_atomic(experiment, root / "experiment.json")
-    figures = write_experiment_figures(root, experiment)
+    write_json_atomic(experiment, exp.summary)
+    figures = write_experiment_figures(exp, experiment)
     markdown = render_experiment(experiment) + figures_section(figures)
-    write_atomic(root / "report.md", markdown)
+    write_atomic(exp.report_md, markdown)
     first_run = next(iter(find_runs(root).values()))
-    configs = [run / "config.yaml" for run in first_run.values()]
+    configs = [RunDir(run, create=False).config for run in first_run.values()]
     config_text = yaml.safe_dump(
         {k: experiment["experiment"][k] for k in ("config", "overrides", "seeds", "variants")},
         sort_keys=False,
@@ -157,7 +164,7 @@ def write_experiment(root: str | Path, rebuild: bool = False) -> dict[str, Any]:
     if configs and configs[0].is_file():
         config_text += f"\n# config of the first run ({configs[0].parent.relative_to(root)}):\n"
         config_text += configs[0].read_text(encoding="utf-8")
-    write_atomic(root / "report.html", render_html(markdown, figures, config_text))
+    write_atomic(exp.report_html, render_html(markdown, figures, config_text))
     return experiment
 
 

@@ -9,19 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from anchor_service.experiment_dir import experiment_variants
-from anchor_service.report.figures import pyplot, save_figure
+from anchor_service.experiment_dir import ExperimentDir, experiment_variants
+from anchor_service.report.figures import draw_figures, pyplot, save_figure
 
 
 def _offsets(n: int, spread: float = 0.6) -> list[float]:
     return [0.0] if n == 1 else [spread * (i / (n - 1) - 0.5) for i in range(n)]
 
 
+def _keys(variants: dict[str, dict[str, Any]], section: str) -> list[str]:
+    """Every key of `section` any variant has, in order of first appearance."""
+    return list(dict.fromkeys(k for agg in variants.values() for k in agg.get(section, {})))
+
+
 def delta_forest(experiment: dict[str, Any], path: Path) -> Path | None:
     """Every pairwise row: Delta W-L mean +- sd over seeds, seeds as dots, per variant."""
     variants = experiment_variants(experiment)
-    # Every row any variant has, in order of first appearance.
-    rows = list(dict.fromkeys(r for agg in variants.values() for r in agg.get("pairwise", {})))
+    rows = _keys(variants, "pairwise")
     if not rows:
         return None
     plt = pyplot()
@@ -58,7 +62,7 @@ def delta_forest(experiment: dict[str, Any], path: Path) -> Path | None:
 def accuracy_bars(experiment: dict[str, Any], path: Path) -> Path | None:
     """Accuracy per model: mean +- sd over seeds, seeds as dots, per variant."""
     variants = experiment_variants(experiment)
-    models = list(dict.fromkeys(m for agg in variants.values() for m in agg.get("accuracy", {})))
+    models = _keys(variants, "accuracy")
     if not models:
         return None
     plt = pyplot()
@@ -91,10 +95,7 @@ def accuracy_bars(experiment: dict[str, Any], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def write_experiment_figures(root: Path, experiment: dict[str, Any]) -> list[Path]:
-    """An experiment's figures under root/figures/; those with nothing to show are left out."""
-    out = [
-        accuracy_bars(experiment, root / "figures" / "accuracy.png"),
-        delta_forest(experiment, root / "figures" / "delta_wl.png"),
-    ]
-    return [p for p in out if p is not None]
+def write_experiment_figures(exp: ExperimentDir, experiment: dict[str, Any]) -> list[Path]:
+    """An experiment's figures under figures/; those with nothing to show are left out."""
+    drawers = {"accuracy.png": accuracy_bars, "delta_wl.png": delta_forest}
+    return draw_figures(exp, experiment, drawers)

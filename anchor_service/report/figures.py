@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from anchor_service.core.types import CRITERIA
+from anchor_service.rundir import ReportDir, RunDir
 
 
 def pyplot():
@@ -81,10 +83,16 @@ def delta_forest(summary: dict[str, Any], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def write_figures(run: Path, summary: dict[str, Any]) -> list[Path]:
-    """A run's figures under run/figures/; those with nothing to show are left out."""
-    out = [
-        criteria_bars(summary, run / "figures" / "criteria.png"),
-        delta_forest(summary, run / "figures" / "delta_wl.png"),
-    ]
-    return [p for p in out if p is not None]
+Drawer = Callable[[dict[str, Any], Path], "Path | None"]
+
+
+def draw_figures(d: ReportDir, data: dict[str, Any], drawers: dict[str, Drawer]) -> list[Path]:
+    """Each drawer's figure of `data` at figures/<name> of a run or experiment directory;
+    those with nothing to show are left out."""
+    drawn = [draw(data, d.figure(name)) for name, draw in drawers.items()]
+    return [p for p in drawn if p is not None]
+
+
+def write_figures(run: RunDir, summary: dict[str, Any]) -> list[Path]:
+    """A run's figures under figures/; those with nothing to show are left out."""
+    return draw_figures(run, summary, {"criteria.png": criteria_bars, "delta_wl.png": delta_forest})

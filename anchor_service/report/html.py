@@ -7,6 +7,8 @@ import html
 import re
 from pathlib import Path
 
+from anchor_service.rundir import RunDir, write_atomic
+
 
 def _md_to_html(md: str) -> str:
     """Just enough Markdown for our report: headings, tables, bullet lists, bold."""
@@ -62,12 +64,8 @@ def render_html(markdown: str, figures: list[Path], config_yaml: str) -> str:
     )
 
 
-def write_html(run: Path, markdown: str, figures: list[Path]) -> Path:
-    from anchor_service.rundir import write_atomic
-
-    config = (
-        (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else ""
-    )
-    path = run / "report.html"
-    write_atomic(path, render_html(markdown, figures, config))
-    return path
+def write_html(run: RunDir, markdown: str, figures: list[Path]) -> Path:
+    """A run's report.html, its config.yaml shown at the end."""
+    config = run.config.read_text(encoding="utf-8") if run.config.is_file() else ""
+    write_atomic(run.report_html, render_html(markdown, figures, config))
+    return run.report_html

@@ -143,11 +143,11 @@ def write_summary(run: str | Path) -> dict[str, Any]:
     from anchor_service.report.markdown import figures_section, render
     from anchor_service.rundir import write_atomic, write_json_atomic
 
-    run = Path(run)
+    rundir = RunDir(run, create=False)
     summary = build_summary(run)
-    write_json_atomic(summary, RunDir(run, create=False).summary)
-    figures = write_figures(run, summary)
+    write_json_atomic(summary, rundir.summary)
+    figures = write_figures(rundir, summary)
     markdown = render(summary) + figures_section(figures)
-    write_atomic(RunDir(run, create=False).report_md, markdown)
-    write_html(run, markdown, figures)
+    write_atomic(rundir.report_md, markdown)
+    write_html(rundir, markdown, figures)
     return summary

@@ -2,7 +2,8 @@
 
 METHOD.md step 7: on a fixed check set (10 questions shipped with the package; for the oracle,
 generated demo pairs), count how often the sound explanation ranks higher by the pair
-ordering (score, then score_expected). A tie fails, and so does an unscored response.
+ordering (`core.pairs.rank_value`: score, then score_expected). A tie fails, and so does an
+unscored response.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+from anchor_service.core.pairs import rank_value
 from anchor_service.core.types import LETTERS, UNSCORED, Judgement
 from anchor_service.scoring.item import JudgeItem
 from anchor_service.scoring.scorer import Scorer
@@ -58,12 +60,6 @@ def load_checkset(text: str | None = None) -> list[tuple[JudgeItem, JudgeItem]]:
     return pairs
 
 
-def _rank_key(j: Judgement, other: Judgement) -> tuple[float, float]:
-    # score_expected only breaks ties when both sides have one (null in generative mode).
-    both = j.score_expected is not None and other.score_expected is not None
-    return (float(j.score or 0), float(j.score_expected) if both else 0.0)
-
-
 def judge_sanity(
     judge: Scorer, items: Sequence[tuple[JudgeItem, JudgeItem]] | None = None
 ) -> dict[str, Any]:
@@ -95,7 +91,9 @@ def sanity_figure(judged: Sequence[Judgement]) -> dict[str, Any]:
             expected_margins.append(round(sound.score_expected - nonsense.score_expected, 3))
         else:
             expected_margins.append(None)
-        if _rank_key(sound, nonsense) > _rank_key(nonsense, sound):
+        if rank_value(sound.score, sound.score_expected) > rank_value(
+            nonsense.score, nonsense.score_expected
+        ):
             passed += 1
     if passed < RELIABLE_AT * n_pairs / 10:
         log.warning(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, TypeVar
 
 from ray import serve
 
+from anchor_service.compute import resolve_threads, start_threads, with_threads
 from anchor_service.config import DeploymentConfig, JudgeConfig, ModelSpec
 from anchor_service.core.rubric import JUDGE_PROMPT_VERSION
 from anchor_service.engines.base import (
@@ -37,6 +37,7 @@ from anchor_service.engines.base import (
     SamplingParams,
 )
 from anchor_service.engines.placement import serve_placement
+from anchor_service.rundir import RunDir
 from anchor_service.scoring.explain import ExplainRequest, explain_batch
 from anchor_service.scoring.item import JudgeItem
 
@@ -76,12 +77,11 @@ def deployment_options(
 
 
 def replica_threads(dep: DeploymentConfig, spec: ModelSpec) -> int:
-    """torch threads of a replica: the deployment's, else the model's, else its whole CPUs.
-
-    Ray sets OMP_NUM_THREADS from num_cpus (1 for a fractional CPU); an explicit number keeps
-    torch's speed a config decision.
-    """
-    return dep.torch_threads or spec.torch_threads or max(1, math.ceil(dep.num_cpus))
+    """torch threads of a replica: the deployment's, else the model's, else its whole CPUs
+    (`compute.resolve_threads`, the precedence every process uses)."""
+    threads = resolve_threads(dep.torch_threads, spec, dep.num_cpus)
+    assert threads is not None  # a replica always has num_cpus
+    return threads
 
 
 def _with_threads(spec: ModelSpec, threads: int) -> ModelSpec:
@@ -90,7 +90,7 @@ def _with_threads(spec: ModelSpec, threads: int) -> ModelSpec:
             f"model '{spec.name}' has engine 'serve', which would make a deployment call "
             "itself; a deployment needs a real engine (hf, vllm, openai)"
         )
-    return spec.model_copy(update={"torch_threads": threads})
+    return with_threads(spec, threads)
 
 
 def policy_spec(spec: ModelSpec, run_dir: str | None, strategy: str) -> ModelSpec:
@@ -101,14 +101,15 @@ def policy_spec(spec: ModelSpec, run_dir: str | None, strategy: str) -> ModelSpe
     if not run_dir:
         return spec
     root = Path(run_dir).expanduser()
-    adapter = root / "models" / strategy
+    run = RunDir(root, create=False)
+    adapter = run.model(strategy)
     if not (adapter / "adapter_config.json").is_file():
         raise EngineError(
             f"serve.policy_run_dir {root}: no DPO adapter for strategy '{strategy}' "
             f"({adapter}/adapter_config.json is missing); run the pipeline's dpo stage, pick a "
             "strategy that has one (serve.policy_strategy), or unset serve.policy_run_dir"
         )
-    sft = root / "models" / "sft"
+    sft = run.model("sft")
     # With SFT disabled the run's sft model is the base policy itself (METHOD.md step 0).
     name = str(sft) if (sft / "config.json").is_file() else spec.name
     return spec.model_copy(update={"name": name, "adapter": str(adapter)})
@@ -197,14 +198,12 @@ class JudgeDeployment(_EngineReplica):
     what = JUDGE
 
     def __init__(self, judge: dict[str, Any], deployment: dict[str, Any]) -> None:
-        import torch
-
         from anchor_service.scoring.scorer import make_judge
 
         cfg = JudgeConfig.model_validate(judge)
         dep = DeploymentConfig.model_validate(deployment)
         threads = replica_threads(dep, cfg.model)
-        torch.set_num_threads(threads)
+        start_threads(threads, "judge replica")
         cfg = cfg.model_copy(update={"model": _with_threads(cfg.model, threads)})
         self.continuous = cfg.mode != "oracle" and _continuous(cfg.model, dep)
         self.scorer = make_judge(cfg, continuous_batching=self.continuous)
@@ -296,14 +295,12 @@ class PolicyDeployment(_EngineReplica):
         run_dir: str | None = None,
         strategy: str = "anchor",
     ) -> None:
-        import torch
-
         from anchor_service.engines.factory import make_engine
 
         dep = DeploymentConfig.model_validate(deployment)
         spec = policy_spec(ModelSpec.model_validate(policy), run_dir, strategy)
         threads = replica_threads(dep, spec)
-        torch.set_num_threads(threads)
+        start_threads(threads, "policy replica")
         self.continuous = _continuous(spec, dep)
         self.engine = make_engine(_with_threads(spec, threads), continuous_batching=self.continuous)
         self.info_dict = {"id": self.engine.model_id, "engine": spec.engine, "mode": None}

@@ -169,11 +169,13 @@ def leave_single_worker_group() -> bool:
 
 
 def worker_threads(scaling: TrainScaling) -> int:
-    """Set torch's thread count in a worker (Ray sets OMP threads from num_cpus otherwise)."""
-    import torch
+    """Set torch's thread count in a worker: `scaling.torch_threads`, else its CPUs
+    (`compute.resolve_threads`, the precedence every process uses)."""
+    from anchor_service.compute import resolve_threads, start_threads
 
-    threads = scaling.torch_threads or max(1, int(scaling.cpus_per_worker))
-    torch.set_num_threads(threads)
+    threads = resolve_threads(scaling.torch_threads, None, scaling.cpus_per_worker)
+    assert threads is not None  # a worker always has cpus_per_worker
+    start_threads(threads, "train worker")
     return threads
 
 
