@@ -297,7 +297,7 @@ def check_trainer_args(
 
 TRAINER_ARGS_DOC = """Extra keyword arguments of TRL's {cls} (a transformers TrainingArguments),
     passed through as given, e.g. `gradient_accumulation_steps`, `lr_scheduler_type`,
-    `warmup_ratio`, `weight_decay`, `bf16`, `fsdp`/`fsdp_config`, `deepspeed`. They override the
+    `warmup_steps`, `weight_decay`, `bf16`, `fsdp`/`fsdp_config`, `deepspeed`. They override the
     project's own TRL settings (precision, gradient checkpointing, {fixed}). Keys are checked
     against trl.{cls} when the config loads (a typo is an error naming close matches); a key
     that this section's own fields, `tracking` or the trainer skeleton set is an error naming

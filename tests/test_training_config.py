@@ -29,11 +29,11 @@ def _load(tmp_path: Path, text: str):
 
 def test_a_mistyped_trainer_arg_names_the_key_and_close_matches(tmp_path):
     with pytest.raises(ConfigError) as err:
-        _load(tmp_path, "dpo:\n  trainer_args:\n    warmup_ratoi: 0.1\n")
+        _load(tmp_path, "dpo:\n  trainer_args:\n    lr_scheduler_typ: cosine\n")
     msg = str(err.value)
     assert "'dpo.trainer_args'" in msg
-    assert "'warmup_ratoi' is not an argument of trl.DPOConfig" in msg
-    assert "'warmup_ratio'" in msg
+    assert "'lr_scheduler_typ' is not an argument of trl.DPOConfig" in msg
+    assert "did you mean 'lr_scheduler_type'" in msg
 
 
 def test_a_trainer_arg_that_a_field_or_tracking_sets_is_refused(tmp_path):
@@ -103,8 +103,8 @@ def test_per_device_batch_divides_over_workers_and_accumulation():
 def test_new_knobs_leave_existing_fingerprints_alone():
     assert "trainer_args" not in SFTConfig().result_dump()
     assert "trainer_args" not in DPOConfig().result_dump()
-    assert DPOConfig(trainer_args={"warmup_ratio": 0.1}).result_dump()["trainer_args"] == {
-        "warmup_ratio": 0.1
+    assert DPOConfig(trainer_args={"warmup_steps": 2}).result_dump()["trainer_args"] == {
+        "warmup_steps": 2
     }
     # tracking is its own section and cannot change a result.
     assert TrackingConfig(report_to="tensorboard").result_dump() == {}

@@ -46,8 +46,8 @@ class RecordReference(TrainerCallback):
         Path(self.out, f"rank-{rank}.json").write_text(
             json.dumps(
                 {
-                    "chosen": list(data["ref_chosen_logps"]),
-                    "rejected": list(data["ref_rejected_logps"]),
+                    "chosen": [float(x) for x in data["ref_chosen_logps"]],
+                    "rejected": [float(x) for x in data["ref_rejected_logps"]],
                     "pid": os.getpid(),
                 }
             )

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from anchor_service.config import DPOConfig, TrackingConfig
+from anchor_service.config import DPOConfig
 from anchor_service.training import trainer
 from anchor_service.training.trainer import TrainerSpec, peft_lora_config
 
@@ -200,19 +200,16 @@ def train_dpo(
     cfg: DPOConfig,
     run_seed: int,
     storage_path: Path,
-    *,
-    callbacks: Sequence[Any] = (),
-    tracking: TrackingConfig | None = None,
-    tracking_dir: Path | None = None,
+    **options: Any,
 ) -> Path:
     """DPO of `sft_model_dir` on `pairs` (prompt, chosen, rejected); write a LoRA adapter dir.
 
     `prompt` is the rendered explain prompt (as pairs files store it) or chat messages;
     `chosen`/`rejected` are full responses. With `cfg.merge`, merged weights go to
     `out_dir/merged`. Runs in a Ray Train TorchTrainer (`cfg.scaling`) with checkpoints under
-    `storage_path`; a rerun of the same job resumes from them. `callbacks` are extra
-    transformers TrainerCallbacks for every worker (they must pickle); `tracking` as in
-    `trainer.train`.
+    `storage_path`; a rerun of the same job resumes from them. `options` are
+    `trainer.train`'s: `callbacks` (extra transformers TrainerCallbacks for every worker; they
+    must pickle), `tracking` and `tracking_dir`.
     """
     from transformers import AutoTokenizer
 
@@ -227,7 +224,5 @@ def train_dpo(
         cfg,
         run_seed,
         storage_path,
-        callbacks=callbacks,
-        tracking=tracking,
-        tracking_dir=tracking_dir,
+        **options,
     )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from anchor_service.config import SFTConfig, TrackingConfig
+from anchor_service.config import SFTConfig
 from anchor_service.core.prompts import answer_prompt, answer_target
 from anchor_service.core.types import Example
 from anchor_service.training import trainer
@@ -100,16 +100,14 @@ def train_sft(
     cfg: SFTConfig,
     run_seed: int,
     storage_path: Path,
-    *,
-    callbacks: Sequence[Any] = (),
-    tracking: TrackingConfig | None = None,
-    tracking_dir: Path | None = None,
+    **options: Any,
 ) -> Path:
     """Label-only SFT of `base_model_dir` on `examples`; write a plain (merged) model to `out_dir`.
 
     Runs in a Ray Train TorchTrainer (`cfg.scaling`); checkpoints go under `storage_path`, and a
-    rerun of the same job resumes from them. `callbacks` are extra transformers
-    TrainerCallbacks for every worker (they must pickle); `tracking` as in `trainer.train`.
+    rerun of the same job resumes from them. `options` are `trainer.train`'s: `callbacks`
+    (extra transformers TrainerCallbacks for every worker; they must pickle), `tracking` and
+    `tracking_dir`.
     """
     if not examples:
         raise ValueError("train_sft got no examples; the training split is empty")
@@ -121,7 +119,5 @@ def train_sft(
         cfg,
         run_seed,
         storage_path,
-        callbacks=callbacks,
-        tracking=tracking,
-        tracking_dir=tracking_dir,
+        **options,
     )
