@@ -162,10 +162,13 @@ def tracking_arguments(tracking: TrackingConfig, tracking_dir: str, model: str) 
     if "wandb" in trackers:
         env |= {"WANDB_PROJECT": tracking.project, "WANDB_DIR": str(root)}
     if "mlflow" in trackers:
-        env |= {
-            "MLFLOW_EXPERIMENT_NAME": tracking.project,
-            "MLFLOW_TRACKING_URI": (root / "mlruns").as_uri(),
-        }
+        env["MLFLOW_EXPERIMENT_NAME"] = tracking.project
+        if "MLFLOW_TRACKING_URI" not in os.environ:
+            # A file store needs no server or database; MLflow 3 refuses one unless allowed.
+            env |= {
+                "MLFLOW_TRACKING_URI": (root / "mlruns").as_uri(),
+                "MLFLOW_ALLOW_FILE_STORE": "true",
+            }
     for key, value in env.items():
         os.environ.setdefault(key, value)
     return {"report_to": trackers, "run_name": model}
