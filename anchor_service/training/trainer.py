@@ -252,7 +252,8 @@ def train(
             "name": name,
             "callbacks": list(callbacks),
             "tracking": tracking.model_dump(mode="json"),
-            "tracking_dir": str(tracking_dir or out_dir.parent.parent / "tracking"),
+            # Resolved here: a worker's working directory is not the driver's.
+            "tracking_dir": str(Path(tracking_dir or out_dir.parent.parent / "tracking").resolve()),
         },
         cfg.scaling,
         storage_path,
