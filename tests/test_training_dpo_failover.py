@@ -161,6 +161,13 @@ def test_killed_worker_resumes_to_the_uninterrupted_adapter(
     assert summary["world_size"] == 2 and summary["model_wrapper"] == "DistributedDataParallel"
     assert (summary["resumed_from_step"], summary["global_step"]) == (2, 4)
     assert ray_trainer.read_summary(straight)["resumed_from_step"] == 0
+    # What makes the resume exact: every checkpoint holds each rank's RNG state.
+    checkpoints = sorted((tmp_path / "ray").glob("dpo-*/checkpoint_*/checkpoint"))
+    assert checkpoints and all(
+        {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt", "scheduler.pt"}
+        <= {f.name for f in c.iterdir()}
+        for c in checkpoints
+    ), [sorted(f.name for f in c.iterdir()) for c in checkpoints]
 
     want = load_file(straight / "adapter_model.safetensors")
     got = load_file(killed / "adapter_model.safetensors")
