@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(ValueError):
@@ -37,7 +37,11 @@ class Section(BaseModel):
         out = self.model_dump()
         for name, field in type(self).model_fields.items():
             value = getattr(self, name)
-            if (field.json_schema_extra or {}).get("result_neutral"):
+            extra = field.json_schema_extra or {}
+            if extra.get("result_neutral") or (
+                extra.get("omit_at_default")
+                and value == field.get_default(call_default_factory=True)
+            ):
                 del out[name]
             elif isinstance(value, Section):
                 out[name] = value.result_dump()
@@ -46,6 +50,9 @@ class Section(BaseModel):
 
 # Field(json_schema_extra=RESULT_NEUTRAL): the field cannot change what a stage computes.
 RESULT_NEUTRAL = {"result_neutral": True}
+# Field(json_schema_extra=OMIT_AT_DEFAULT): left out of the fingerprint while it has its
+# default, so that a run directory written before the knob existed keeps its finished stages.
+OMIT_AT_DEFAULT = {"omit_at_default": True}
 
 
 class DemoTaskConfig(Section):
@@ -236,6 +243,72 @@ class TrainScaling(Section):
     Ignored with `use_gpu`."""
 
 
+# TrainingArguments the trainer skeleton sets itself, so `trainer_args` may not: who owns
+# each. Resuming, the per-step log and tracking rely on them.
+SKELETON_ARGS = {
+    "output_dir": "the training worker (checkpoints go to Ray Train storage)",
+    "seed": "run_seed",
+    "data_seed": "run_seed",
+    "report_to": "tracking.report_to",
+    "run_name": "the trainer skeleton (each run is named after its model)",
+    "logging_steps": "the per-step log (every step is logged)",
+    "logging_strategy": "the per-step log (every step is logged)",
+}
+# Those a field of the section (SFT or DPO) sets: the field's name within the section.
+SECTION_ARGS = {
+    "learning_rate": "learning_rate",
+    "per_device_train_batch_size": "batch_size",
+    "num_train_epochs": "epochs",
+    "max_length": "max_length",
+    "use_cpu": "scaling.use_gpu",
+    "save_strategy": "scaling.save_steps",
+    "save_steps": "scaling.save_steps",
+    "save_total_limit": "scaling.num_to_keep",
+}
+
+
+def check_trainer_args(
+    args: dict[str, Any], trl_class: str, section: str, own: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """`args` as keyword arguments of TRL's `trl_class` (SFTConfig or DPOConfig): every key is
+    one of its fields, and none is one that the skeleton or a field of `section` already sets
+    (`own`: more field names of the section that are TRL arguments too). Only names are
+    checked here; TRL checks the values when the trainer is built on a worker, where e.g.
+    bf16 or FSDP can be honoured."""
+    if not args:
+        return args
+    import dataclasses
+
+    import trl
+
+    known = [f.name for f in dataclasses.fields(getattr(trl, trl_class)) if f.init]
+    owners = {
+        **SKELETON_ARGS,
+        **{k: f"{section}.{v}" for k, v in SECTION_ARGS.items()},
+        **{k: f"{section}.{k}" for k in own},
+    }
+    problems = []
+    for key in args:
+        if key in owners:
+            problems.append(f"'{key}' is set by {owners[key]}, not through trainer_args")
+        elif key not in known:
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+            problems.append(f"'{key}' is not an argument of trl.{trl_class}{hint}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return args
+
+
+TRAINER_ARGS_DOC = """Extra keyword arguments of TRL's {cls} (a transformers TrainingArguments),
+    passed through as given, e.g. `gradient_accumulation_steps`, `lr_scheduler_type`,
+    `warmup_steps`, `weight_decay`, `bf16`, `fsdp`/`fsdp_config`, `deepspeed`. They override the
+    project's own TRL settings (precision, gradient checkpointing, {fixed}). Keys are checked
+    against trl.{cls} when the config loads (a typo is an error naming close matches); a key
+    that this section's own fields, `tracking` or the trainer skeleton set is an error naming
+    the key to use instead, so each knob has one place."""
+
+
 class SFTConfig(Section):
     enabled: bool = True
     """Run label-only SFT (off: `sft` = `base`, for debugging only)."""
@@ -253,6 +326,18 @@ class SFTConfig(Section):
     """Longest tokenised example; longer ones are cut."""
     scaling: TrainScaling = Field(default_factory=TrainScaling)
     """Ray Train placement."""
+    trainer_args: dict[str, Any] = Field(
+        default_factory=dict,
+        json_schema_extra=OMIT_AT_DEFAULT,
+        description=TRAINER_ARGS_DOC.format(
+            cls="SFTConfig", fixed="`completion_only_loss`, `packing`"
+        ),
+    )
+
+    @field_validator("trainer_args")
+    @classmethod
+    def _trl_sft_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_trainer_args(value, "SFTConfig", "sft")
 
 
 class DPOConfig(Section):
@@ -263,7 +348,7 @@ class DPOConfig(Section):
     learning_rate: float = Field(5e-6, gt=0)
     """Learning rate (embedded 135M model: 5e-5)."""
     batch_size: int = Field(4, ge=1)
-    """Pairs per optimizer step."""
+    """Pairs per optimizer step (per worker batch x workers x accumulation)."""
     epochs: float = Field(2.0, gt=0)
     """Passes over the pairs (embedded model: 1)."""
     max_length: int = Field(1024, ge=32)
@@ -272,6 +357,56 @@ class DPOConfig(Section):
     """Also write merged weights beside the adapter."""
     scaling: TrainScaling = Field(default_factory=TrainScaling)
     """Ray Train placement."""
+    trainer_args: dict[str, Any] = Field(
+        default_factory=dict,
+        json_schema_extra=OMIT_AT_DEFAULT,
+        description=TRAINER_ARGS_DOC.format(
+            cls="DPOConfig",
+            fixed="`loss_type` sigmoid, `precompute_ref_log_probs`, `disable_dropout` off",
+        ),
+    )
+
+    @field_validator("trainer_args")
+    @classmethod
+    def _trl_dpo_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_trainer_args(value, "DPOConfig", "dpo", ("beta",))
+
+
+# Trackers by their transformers `report_to` names.
+Tracker = Literal["none", "tensorboard", "wandb", "mlflow"]
+
+
+class TrackingConfig(Section):
+    report_to: Tracker | list[Tracker] = Field("none", json_schema_extra=RESULT_NEUTRAL)
+    """Where SFT and DPO report their metrics, from rank 0 only: `none`, `tensorboard`,
+    `wandb`, `mlflow`, or a list of them (transformers' `report_to` names). Whatever the
+    setting, every trainer's per-step log is kept in the run directory
+    (`models/<model>/train_log.parquet`). W&B and MLflow read their own environment variables
+    (WANDB_MODE=offline, WANDB_API_KEY, MLFLOW_TRACKING_URI, ...) in the training workers."""
+    project: str = Field("anchor-service", min_length=1, json_schema_extra=RESULT_NEUTRAL)
+    """W&B project and MLflow experiment of the runs (WANDB_PROJECT or MLFLOW_EXPERIMENT_NAME
+    in the workers' environment win); each training run is named after its model (`sft`,
+    `anchor`, ...)."""
+    dir: str | None = Field(None, json_schema_extra=RESULT_NEUTRAL)
+    """Where the file-writing trackers write: TensorBoard event files (`tensorboard/<model>`),
+    W&B's run files (`WANDB_DIR`) and, when MLFLOW_TRACKING_URI is unset, an MLflow file store
+    (`mlruns/`). On a multi-node cluster, a path rank 0 can reach. None: `<run dir>/tracking`."""
+
+    @field_validator("report_to")
+    @classmethod
+    def _one_list(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, str):
+            return value
+        if not value:
+            raise ValueError("an empty list; use 'none' to report nowhere")
+        if "none" in value and len(value) > 1:
+            raise ValueError("'none' cannot be combined with other trackers")
+        return list(dict.fromkeys(value))
+
+    def trackers(self) -> list[str]:
+        """The trackers as a list, [] for `none`."""
+        names = [self.report_to] if isinstance(self.report_to, str) else self.report_to
+        return [n for n in names if n != "none"]
 
 
 class StageResources(Section):
@@ -458,6 +593,8 @@ class RunConfig(Section):
     """Step 0 label-only SFT."""
     dpo: DPOConfig = Field(default_factory=DPOConfig)
     """Step 6 DPO."""
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    """Experiment tracking of SFT and DPO (TensorBoard, W&B, MLflow)."""
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     """Step 7 evaluation."""
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)

@@ -18,6 +18,9 @@ from typing import Any
 
 import pandas as pd
 
+# The per-step log each trainer writes beside its model (schema.TRAIN_LOG_COLUMNS).
+TRAIN_LOG_FILE = "train_log.parquet"
+
 
 def fingerprint(*parts: Any) -> str:
     """A short stable hash of JSON-able values (stage name, its config, upstream fingerprints)."""
@@ -117,6 +120,19 @@ class RunDir(ReportDir):
 
     def model(self, name: str) -> Path:
         return self.root / "models" / name
+
+    def train_log(self, name: str) -> Path:
+        """The per-step training log of models/<name>/ (schema.TRAIN_LOG_COLUMNS)."""
+        return self.model(name) / TRAIN_LOG_FILE
+
+    def trained_models(self) -> list[str]:
+        """The models with a per-step training log (sft and each trained strategy)."""
+        return sorted(p.parent.name for p in (self.root / "models").glob(f"*/{TRAIN_LOG_FILE}"))
+
+    @property
+    def tracking(self) -> Path:
+        """Where the file-writing trackers write when `tracking.dir` is unset."""
+        return self.root / "tracking"
 
     def eval_answers(self, model: str) -> Path:
         return self.root / "eval" / f"answers-{model}.parquet"

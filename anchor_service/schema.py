@@ -47,6 +47,19 @@ SCORE_KEYS = ["prompt_id", "source", "sample_idx"]
 """The key of a scores row: one judged response."""
 PAIR_COLUMNS = [f.name for f in fields(Pair)]
 """pairs-<strategy>.parquet."""
+TRAIN_LOG_COLUMNS = [
+    "step",
+    "epoch",
+    "loss",
+    "learning_rate",
+    "grad_norm",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+]
+"""models/<model>/train_log.parquet: one row per optimizer step, under the names TRL logs
+(and reports to a tracker); SFT logs no rewards (null)."""
 
 # --- the stages' inputs --------------------------------------------------------------------
 SAMPLE_INPUT = ["prompt_id", "sample_idx", "question", "options", "gold"]
@@ -223,3 +236,13 @@ def responses_by_prompt(
             samples_of, _ = out[r.prompt_id]
             out[r.prompt_id] = (samples_of, make(r, "debate", int(r.attempt), "debate", True))
     return out
+
+
+def train_log_frame(log_history: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """A trainer's `state.log_history` as train_log rows: its per-step entries (those with a
+    `loss`; the end-of-training summary entry has none), TRAIN_LOG_COLUMNS, floats."""
+    rows = [
+        {c: entry.get(c) for c in TRAIN_LOG_COLUMNS} for entry in log_history if "loss" in entry
+    ]
+    out = pd.DataFrame(rows, columns=TRAIN_LOG_COLUMNS)
+    return out.astype({c: "int64" if c == "step" else "float64" for c in TRAIN_LOG_COLUMNS})

@@ -13,6 +13,7 @@ from anchor_service.core.types import CATEGORIES, CRITERIA
 from anchor_service.pipeline.debate import DebateStage
 from anchor_service.pipeline.judge import SCORE_COLUMNS
 from anchor_service.pipeline.sample import SampleStage
+from anchor_service.schema import TRAIN_LOG_COLUMNS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "RUNDIR.md"
 
@@ -20,7 +21,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "RUNDIR.md"
 def documented_columns(heading: str) -> list[str]:
     text = DOC.read_text(encoding="utf-8")
     section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^\| `([a-z_]+)` \|", section, re.M)
+    return re.findall(r"^\| `([a-z_/]+)` \|", section, re.M)
 
 
 @pytest.mark.parametrize(
@@ -30,6 +31,7 @@ def documented_columns(heading: str) -> list[str]:
         ("debates.parquet", DebateStage.COLUMNS),
         ("scores.parquet", SCORE_COLUMNS),
         ("pairs-&lt;strategy&gt;.parquet", [f.name for f in fields(Pair)]),
+        ("models/&lt;model&gt;/train_log.parquet", TRAIN_LOG_COLUMNS),
     ],
 )
 def test_columns_are_the_written_ones(heading, columns):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import statistics
 
+import pandas as pd
 import pytest
 
 from anchor_service.config import ClusterConfig, DPOConfig, TrainScaling
 from anchor_service.core.prompts import explain_prompt
 from anchor_service.demo.task import demo_response, generate_demo
+from anchor_service.rundir import TRAIN_LOG_FILE
+from anchor_service.schema import TRAIN_LOG_COLUMNS
 from anchor_service.training import ray_trainer
 from anchor_service.training.dpo import build_dpo_trainer, dpo_rows, pairs_dataset, train_dpo
 from anchor_service.training.margins import implicit_reward_margins
@@ -123,7 +126,7 @@ def test_untrained_adapter_has_zero_margin(random_model_dir, tokenizer, tmp_path
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from anchor_service.training.sft import peft_lora_config
+    from anchor_service.training.trainer import peft_lora_config
 
     model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(random_model_dir),
@@ -184,3 +187,12 @@ def test_dpo_writes_adapter_that_raises_mean_margin(
     margins = implicit_reward_margins(out, random_model_dir, pairs, cfg.beta)
     assert len(margins) == 16
     assert statistics.mean(margins) > 0, margins
+
+    # The per-step log beside the adapter (no tracker configured): every step, with rewards.
+    log = pd.read_parquet(out / TRAIN_LOG_FILE)
+    assert list(log.columns) == TRAIN_LOG_COLUMNS and list(log["step"]) == [1, 2, 3, 4]
+    assert (
+        log[["loss", "rewards/chosen", "rewards/rejected", "rewards/margins"]].notna().all().all()
+    )
+    gap = log["rewards/margins"] - (log["rewards/chosen"] - log["rewards/rejected"])
+    assert gap.abs().max() < 1e-5

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from anchor_service.config import ClusterConfig, SFTConfig, TrainScaling
 from anchor_service.core.prompts import answer_prompt, answer_target
 from anchor_service.demo.task import generate_demo
+from anchor_service.rundir import TRAIN_LOG_FILE
 from anchor_service.training import ray_trainer
 from anchor_service.training.sft import build_sft_trainer, sft_rows, train_sft
 
@@ -104,3 +106,5 @@ def test_sft_raises_gold_answer_probability_and_writes_merged_model(
     summary = ray_trainer.read_summary(out)
     assert summary["kind"] == "sft" and summary["use_lora"] is True
     assert summary["global_step"] == 8 and summary["resumed_from_step"] == 0
+    log = pd.read_parquet(out / TRAIN_LOG_FILE)
+    assert list(log["step"]) == list(range(1, 9)) and log["loss"].notna().all()

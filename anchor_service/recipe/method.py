@@ -145,6 +145,7 @@ class MethodRun:
             cfg.sft,
             run_seed=cfg.run_seed,
             storage_path=self.rundir.train_storage,
+            **self._tracking(),
         )
         self.rundir.mark_done("sft", fp)
         self._timed("sft", t0)
@@ -280,10 +281,16 @@ class MethodRun:
             cfg.dpo,
             run_seed=cfg.run_seed,
             storage_path=self.rundir.train_storage,
+            **self._tracking(),
         )
         self.rundir.mark_done(f"dpo-{strategy}", fp)
         self._timed(f"dpo-{strategy}", t0)
         return True
+
+    def _tracking(self) -> dict[str, Any]:
+        """The trainers' tracking arguments: the section, and its files' directory."""
+        t = self.cfg.tracking
+        return {"tracking": t, "tracking_dir": Path(t.dir) if t.dir else self.rundir.tracking}
 
     def evaluate(self, models: dict[str, ModelSpec]) -> None:
         """Step 7: greedy test answers of every model, scored by the evaluation judge (eval/)."""

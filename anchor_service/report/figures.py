@@ -1,4 +1,5 @@
-"""The report's figures (PNG): per-criterion means with CIs, and a Delta W-L forest plot."""
+"""The report's figures (PNG): per-criterion means with CIs, a Delta W-L forest plot, and
+the DPO training curves per strategy."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from typing import Any
 
 from anchor_service.core.types import CRITERIA
 from anchor_service.rundir import ReportDir, RunDir
+
+# The DPO training curves: (column of train_log.parquet, axis label).
+DPO_CURVES = (("loss", "DPO loss"), ("rewards/margins", "reward margin (chosen - rejected)"))
 
 
 def pyplot():
@@ -93,6 +97,30 @@ def draw_figures(d: ReportDir, data: dict[str, Any], drawers: dict[str, Drawer])
     return [p for p in drawn if p is not None]
 
 
+def dpo_curves(run: RunDir | Path, path: Path) -> Path | None:
+    """Loss and reward margin per optimizer step of each strategy's DPO (its train_log)."""
+    import pandas as pd
+
+    rundir = run if isinstance(run, RunDir) else RunDir(run, create=False)
+    logs = {m: pd.read_parquet(rundir.train_log(m)) for m in rundir.trained_models() if m != "sft"}
+    if not logs:
+        return None
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(DPO_CURVES), figsize=(9, 3.5))
+    for ax, (column, label) in zip(axes, DPO_CURVES, strict=True):
+        for strategy, log in logs.items():
+            ax.plot(log["step"], log[column], marker=".", label=strategy)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("DPO training per strategy (train_log.parquet)")
+    return save_figure(fig, path)
+
+
 def write_figures(run: RunDir, summary: dict[str, Any]) -> list[Path]:
     """A run's figures under figures/; those with nothing to show are left out."""
-    return draw_figures(run, summary, {"criteria.png": criteria_bars, "delta_wl.png": delta_forest})
+    drawn = draw_figures(
+        run, summary, {"criteria.png": criteria_bars, "delta_wl.png": delta_forest}
+    )
+    curves = dpo_curves(run, run.figure("dpo_training.png"))
+    return drawn + ([curves] if curves is not None else [])

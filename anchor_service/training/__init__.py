@@ -1,4 +1,5 @@
-"""Training (Ray Train + TRL): label-only SFT (step 0) and DPO (step 6), implicit reward margins.
+"""Training (Ray Train + TRL): label-only SFT (step 0) and DPO (step 6) as two specs of one
+trainer skeleton (trainer.py), implicit reward margins.
 
 Heavy libraries (torch, transformers, TRL, Ray) are imported inside the functions, so importing
 this package is cheap.

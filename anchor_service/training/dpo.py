@@ -8,20 +8,23 @@ Pair prompts: the pairs file stores the *rendered* explain prompt (a string, cha
 applied with the generation prompt), so DPO trains on exactly the tokens the sampler saw. A
 prompt given as chat messages is rendered here with the model's template; either way TRL gets
 plain-text rows, and the tokenizer's automatic BOS is not doubled.
+
+With several workers each rank computes the reference log-probs of its share of the pairs
+once, before training; TRL gathers them into one cache file beside the shared on-disk
+dataset (`pairs_dataset`), which every rank then reads, and which a restarted worker group
+finds already there. The Ray Train and TRL wiring is the trainer skeleton's
+(training/trainer.py); `DPO` is what DPO plugs into it.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from anchor_service.config import DPOConfig
-from anchor_service.training import ray_trainer
-from anchor_service.training.sft import load_model_and_tokenizer, peft_lora_config
-
-logger = logging.getLogger(__name__)
+from anchor_service.training import trainer
+from anchor_service.training.trainer import TrainerSpec, peft_lora_config
 
 PAIR_KEYS = ("prompt", "chosen", "rejected")
 
@@ -107,45 +110,6 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def build_dpo_trainer(
-    train_dataset: Any,
-    sft_model_dir: Path,
-    cfg: DPOConfig,
-    run_seed: int,
-    output_dir: str,
-    callbacks: Sequence[Any] = (),
-) -> Any:
-    """TRL's DPOTrainer: sft + fresh LoRA, reference = adapter off, ref log-probs precomputed."""
-    from trl import DPOConfig as TRLDPOConfig
-    from trl import DPOTrainer
-
-    model, tokenizer = load_model_and_tokenizer(sft_model_dir, cfg.scaling.use_gpu)
-    args = TRLDPOConfig(
-        **ray_trainer.hf_args_common(cfg.scaling, run_seed, output_dir),
-        learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=ray_trainer.per_device_batch(
-            cfg.batch_size, cfg.scaling, "dpo.batch_size"
-        ),
-        num_train_epochs=cfg.epochs,
-        beta=cfg.beta,
-        loss_type=["sigmoid"],
-        max_length=cfg.max_length,
-        precompute_ref_log_probs=True,
-        # Keep the configured LoRA dropout (METHOD.md: 0.05); the frozen base has none to
-        # disable in the supported (Llama-family) models, and the adapter starts at zero.
-        disable_dropout=False,
-    )
-    return DPOTrainer(
-        model=model,
-        ref_model=None,
-        args=args,
-        train_dataset=train_dataset,
-        processing_class=tokenizer,
-        peft_config=peft_lora_config(cfg.lora),
-        callbacks=list(callbacks),
-    )
-
-
 def pairs_dataset(rows: list[dict[str, str]], data_dir: Path) -> Any:
     """The rows as an on-disk `datasets.Dataset` under `data_dir`, shared by all ranks.
 
@@ -165,29 +129,68 @@ def pairs_dataset(rows: list[dict[str, str]], data_dir: Path) -> Any:
     return load_from_disk(str(data_dir))
 
 
-def _dpo_worker(config: dict[str, Any]) -> None:
-    """The Ray Train loop of one DPO worker; rank 0 writes the adapter (and merged weights)."""
-    cfg = DPOConfig.model_validate(config["cfg"])
-    ray_trainer.worker_setup(cfg.scaling)
-    trainer = build_dpo_trainer(
-        pairs_dataset(config["rows"], Path(config["data_dir"])),
-        Path(config["sft_model_dir"]),
-        cfg,
-        config["run_seed"],
-        ray_trainer.worker_output_dir(config["name"]),
-        config.get("callbacks", ()),
+def _trl_args(cfg: DPOConfig) -> dict[str, Any]:
+    return {
+        "beta": cfg.beta,
+        "loss_type": ["sigmoid"],
+        "precompute_ref_log_probs": True,
+        # Keep the configured LoRA dropout (METHOD.md: 0.05); the frozen base has none to
+        # disable in the supported (Llama-family) models, and the adapter starts at zero.
+        "disable_dropout": False,
+    }
+
+
+def _trainer_kwargs(cfg: DPOConfig) -> dict[str, Any]:
+    # A PEFT model with no ref_model: the reference is the adapter switched off.
+    return {"ref_model": None, "peft_config": peft_lora_config(cfg.lora)}
+
+
+def _dataset(rows: list[dict[str, str]], run_dir: Path) -> Any:
+    return pairs_dataset(rows, run_dir / "pairs-dataset")
+
+
+def _publish(trained: Any, cfg: DPOConfig, staging: Path) -> None:
+    trained.model.save_pretrained(staging)
+    trained.processing_class.save_pretrained(staging)
+    if cfg.merge:
+        merged = staging / "merged"
+        trained.model.merge_and_unload().save_pretrained(merged)
+        trained.processing_class.save_pretrained(merged)
+
+
+def _summary(cfg: DPOConfig, rows: list[dict[str, str]]) -> dict[str, Any]:
+    return {"pairs": len(rows), "beta": cfg.beta}
+
+
+DPO = TrainerSpec(
+    kind="dpo",
+    section=DPOConfig,
+    trl_config="DPOConfig",
+    trl_trainer="DPOTrainer",
+    trl_args=_trl_args,
+    trainer_kwargs=_trainer_kwargs,
+    dataset=_dataset,
+    publish=_publish,
+    summary=_summary,
+    published_file="adapter_config.json",
+    published="adapter",
+    unit="pairs",
+)
+"""DPO in the trainer skeleton: sft + fresh LoRA, adapter-off reference precomputed once."""
+
+
+def build_dpo_trainer(
+    train_dataset: Any,
+    sft_model_dir: Path,
+    cfg: DPOConfig,
+    run_seed: int,
+    output_dir: str,
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """TRL's DPOTrainer on a pairs dataset, outside Ray (tests, benchmarks)."""
+    return trainer.build_trainer(
+        DPO, train_dataset, sft_model_dir, cfg, run_seed, output_dir, callbacks
     )
-    summary = ray_trainer.run_hf_trainer(trainer)
-    if not ray_trainer.is_rank_zero():
-        return
-    summary |= {"kind": "dpo", "pairs": len(config["rows"]), "beta": cfg.beta}
-    with ray_trainer.publish_model(Path(config["out_dir"]), summary) as staging:
-        trainer.model.save_pretrained(staging)
-        trainer.processing_class.save_pretrained(staging)
-        if cfg.merge:
-            merged = staging / "merged"
-            trainer.model.merge_and_unload().save_pretrained(merged)
-            trainer.processing_class.save_pretrained(merged)
 
 
 def train_dpo(
@@ -197,48 +200,29 @@ def train_dpo(
     cfg: DPOConfig,
     run_seed: int,
     storage_path: Path,
-    *,
-    callbacks: Sequence[Any] = (),
+    **options: Any,
 ) -> Path:
     """DPO of `sft_model_dir` on `pairs` (prompt, chosen, rejected); write a LoRA adapter dir.
 
     `prompt` is the rendered explain prompt (as pairs files store it) or chat messages;
     `chosen`/`rejected` are full responses. With `cfg.merge`, merged weights go to
     `out_dir/merged`. Runs in a Ray Train TorchTrainer (`cfg.scaling`) with checkpoints under
-    `storage_path`; a rerun of the same job resumes from them. `callbacks` are extra
-    transformers TrainerCallbacks for every worker (they must pickle).
+    `storage_path`; a rerun of the same job resumes from them. `options` are
+    `trainer.train`'s: `callbacks` (extra transformers TrainerCallbacks for every worker; they
+    must pickle), `tracking` and `tracking_dir`.
     """
     from transformers import AutoTokenizer
 
     if not pairs:
         raise ValueError("train_dpo got no pairs; a strategy with no pairs must skip DPO")
-    out_dir = Path(out_dir).resolve()
-    sft_model_dir = Path(sft_model_dir).resolve()
-    rows = dpo_rows(pairs, AutoTokenizer.from_pretrained(sft_model_dir))
-    name = ray_trainer.run_name(
-        "dpo", str(sft_model_dir), cfg.model_dump(mode="json"), run_seed, rows
-    )
-    storage_path = Path(storage_path).resolve()
-    logger.info("DPO of %s on %d pairs (run %s)", sft_model_dir, len(rows), name)
-    ray_trainer.fit_on_ray(
-        _dpo_worker,
-        {
-            "rows": rows,
-            "data_dir": str(storage_path / name / "pairs-dataset"),
-            "sft_model_dir": str(sft_model_dir),
-            "out_dir": str(out_dir),
-            "cfg": cfg.model_dump(mode="json"),
-            "run_seed": run_seed,
-            "name": name,
-            "callbacks": list(callbacks),
-        },
-        cfg.scaling,
+    rows = dpo_rows(pairs, AutoTokenizer.from_pretrained(Path(sft_model_dir).resolve()))
+    return trainer.train(
+        DPO,
+        rows,
+        sft_model_dir,
+        out_dir,
+        cfg,
+        run_seed,
         storage_path,
-        name,
+        **options,
     )
-    if not (out_dir / "adapter_config.json").is_file():
-        raise ray_trainer.TrainingError(
-            f"DPO run {name} finished but wrote no adapter to {out_dir}; with a multi-node "
-            "cluster, out_dir must be on storage the rank-0 worker can reach"
-        )
-    return out_dir

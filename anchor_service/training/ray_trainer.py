@@ -220,22 +220,28 @@ def hf_args_common(scaling: TrainScaling, run_seed: int, output_dir: str) -> dic
     }
 
 
-def per_device_batch(batch_size: int, scaling: TrainScaling, field: str) -> int:
-    """Examples per worker and step, so that workers x per-worker = `batch_size`."""
-    per_worker, rest = divmod(batch_size, scaling.num_workers)
+def per_device_batch(
+    batch_size: int, scaling: TrainScaling, field: str, accumulation: int = 1
+) -> int:
+    """Examples per worker and forward pass, so that workers x accumulation x per-worker =
+    `batch_size` (the examples of one optimizer step)."""
+    shares = scaling.num_workers * accumulation
+    per_worker, rest = divmod(batch_size, shares)
     if per_worker < 1:
         raise ValueError(
-            f"{field}={batch_size} is smaller than scaling.num_workers={scaling.num_workers}: "
-            "each worker needs at least one example per step; raise the batch size or use "
-            "fewer workers"
+            f"{field}={batch_size} is smaller than scaling.num_workers={scaling.num_workers} x "
+            f"gradient_accumulation_steps={accumulation}: each worker needs at least one "
+            "example per forward pass; raise the batch size or use fewer workers"
         )
     if rest:
         logger.warning(
-            "%s=%d is not a multiple of %d workers; the effective batch is %d",
+            "%s=%d is not a multiple of %d workers x %d accumulation steps; the effective "
+            "batch is %d",
             field,
             batch_size,
             scaling.num_workers,
-            per_worker * scaling.num_workers,
+            accumulation,
+            per_worker * shares,
         )
     return per_worker
 
