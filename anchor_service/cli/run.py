@@ -60,7 +60,9 @@ def execute(cfg: RunConfig, out: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
+    # `--config demo` names the packaged demo config, as for `experiment` and the jobs.
+    path = str(demo_config_path()) if args.config == "demo" else args.config
+    cfg = load_config(path, args.overrides)
     out = Path(args.out) if args.out else default_run_dir(args.config, cfg.run_seed)
     return execute(cfg, out)
 

@@ -114,12 +114,18 @@ def build_dpo_trainer(
     run_seed: int,
     output_dir: str,
     callbacks: Sequence[Any] = (),
+    init_adapter: Path | None = None,
 ) -> Any:
-    """TRL's DPOTrainer: sft + fresh LoRA, reference = adapter off, ref log-probs precomputed."""
+    """TRL's DPOTrainer: sft + fresh LoRA (or `init_adapter`, trained further), reference =
+    adapter off (sft either way), ref log-probs precomputed."""
     from trl import DPOConfig as TRLDPOConfig
     from trl import DPOTrainer
 
     model, tokenizer = load_model_and_tokenizer(sft_model_dir, cfg.scaling.use_gpu)
+    if init_adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
     args = TRLDPOConfig(
         **ray_trainer.hf_args_common(cfg.scaling, run_seed, output_dir),
         learning_rate=cfg.learning_rate,
@@ -141,7 +147,7 @@ def build_dpo_trainer(
         args=args,
         train_dataset=train_dataset,
         processing_class=tokenizer,
-        peft_config=peft_lora_config(cfg.lora),
+        peft_config=None if init_adapter is not None else peft_lora_config(cfg.lora),
         callbacks=list(callbacks),
     )
 
@@ -176,6 +182,7 @@ def _dpo_worker(config: dict[str, Any]) -> None:
         config["run_seed"],
         ray_trainer.worker_output_dir(config["name"]),
         config.get("callbacks", ()),
+        Path(config["init_adapter"]) if config.get("init_adapter") else None,
     )
     summary = ray_trainer.run_hf_trainer(trainer)
     if not ray_trainer.is_rank_zero():
@@ -199,6 +206,7 @@ def train_dpo(
     storage_path: Path,
     *,
     callbacks: Sequence[Any] = (),
+    init_adapter: Path | None = None,
 ) -> Path:
     """DPO of `sft_model_dir` on `pairs` (prompt, chosen, rejected); write a LoRA adapter dir.
 
@@ -206,7 +214,8 @@ def train_dpo(
     `chosen`/`rejected` are full responses. With `cfg.merge`, merged weights go to
     `out_dir/merged`. Runs in a Ray Train TorchTrainer (`cfg.scaling`) with checkpoints under
     `storage_path`; a rerun of the same job resumes from them. `callbacks` are extra
-    transformers TrainerCallbacks for every worker (they must pickle).
+    transformers TrainerCallbacks for every worker (they must pickle). `init_adapter`: a
+    LoRA adapter of `sft_model_dir` to train further instead of a fresh one.
     """
     from transformers import AutoTokenizer
 
@@ -215,9 +224,11 @@ def train_dpo(
     out_dir = Path(out_dir).resolve()
     sft_model_dir = Path(sft_model_dir).resolve()
     rows = dpo_rows(pairs, AutoTokenizer.from_pretrained(sft_model_dir))
-    name = ray_trainer.run_name(
-        "dpo", str(sft_model_dir), cfg.model_dump(mode="json"), run_seed, rows
-    )
+    init = str(Path(init_adapter).resolve()) if init_adapter is not None else None
+    name_parts: list[Any] = [str(sft_model_dir), cfg.model_dump(mode="json"), run_seed, rows]
+    if init is not None:
+        name_parts.append(init)
+    name = ray_trainer.run_name("dpo", *name_parts)
     storage_path = Path(storage_path).resolve()
     logger.info("DPO of %s on %d pairs (run %s)", sft_model_dir, len(rows), name)
     ray_trainer.fit_on_ray(
@@ -231,6 +242,7 @@ def train_dpo(
             "run_seed": run_seed,
             "name": name,
             "callbacks": list(callbacks),
+            "init_adapter": init,
         },
         cfg.scaling,
         storage_path,
