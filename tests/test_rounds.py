@@ -192,3 +192,24 @@ def test_a_single_round_report_has_no_rounds_section_or_figure(tmp_path: Path):
     assert "rounds" not in summary
     assert "Rounds" not in (run / "report.md").read_text()
     assert not (run / "figures" / "rounds.png").exists()
+
+
+def test_the_demo_strategies_variant_is_the_demo_with_all_four_strategies():
+    root = Path(__file__).resolve().parents[1]
+    from anchor_service.resources import demo_config_path
+
+    variant = load_config(root / "docs" / "results" / "configs" / "demo_strategies.yaml")
+    demo = load_config(demo_config_path())
+    assert variant.pairs.strategies == ["anchor", "rank", "maxmin", "label_filter"]
+    assert variant.model_copy(update={"pairs": demo.pairs}) == demo
+
+
+def test_run_takes_the_packaged_demo_config_by_name():
+    import argparse
+
+    from anchor_service.cli.run import run_config
+
+    args = argparse.Namespace(config="demo", overrides=["rounds.k=3"], out=None)
+    cfg, out = run_config(args)
+    assert cfg.rounds.k == 3 and cfg.data.demo.n_train == 80
+    assert out == Path("runs") / "demo-seed0"

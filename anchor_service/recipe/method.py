@@ -118,6 +118,13 @@ class MethodRun:
             self.fp["validation"] = fingerprint([ex.to_dict() for ex in self.data.validation])
         self.strategies: list[str] = list(cfg.pairs.strategies)
         self.timings: dict[str, float] = {}
+        self.sft_dir = self.rundir.model("sft")
+        # A round r >= 2 (recipe/rounds.py) is a copy of this run with these set: step 1's
+        # policy (label, spec, fingerprint) when it is not sft, the adapter its DPO continues
+        # (fingerprint, directory; None: a fresh one), and its stages' prefix in timings.
+        self.round_policy: tuple[str, ModelSpec, str] | None = None
+        self.round_init: tuple[str, str] | None = None
+        self.stage_prefix = ""
 
     def run(self, until: str = "report") -> dict[str, Any]:
         """Run every step up to and including `until` (one of STAGES); done steps are skipped."""
@@ -290,7 +297,7 @@ class MethodRun:
         cfg = self.cfg
         if stats["dpo_skipped"]:
             return False
-        init = self.dpo_init(strategy)
+        init = self.round_init
         fp_parts: list[Any] = [
             "dpo",
             strategy,
@@ -298,8 +305,8 @@ class MethodRun:
             cfg.dpo.result_dump(),
             self.fp["sft"],
         ]
-        if init is not None:
-            fp_parts.append(init)
+        if init is not None:  # the continued adapter, by its fingerprint (not its path)
+            fp_parts.append(init[0])
         fp = fingerprint(*fp_parts)
         self.fp[f"dpo-{strategy}"] = fp
         out = self.rundir.model(strategy)
@@ -396,18 +403,13 @@ class MethodRun:
     # ------------------------------------------------------------------ the models
     def sampling_policy(self) -> tuple[str, ModelSpec, str]:
         """Step 1's policy: its label in samples.parquet, its spec, its fingerprint."""
-        return "sft", self.sft_model(), self.fp["sft"]
-
-    def dpo_init(self, strategy: str) -> tuple[str, str] | None:
-        """The adapter a strategy's DPO continues, as (its fingerprint, its directory);
-        None: a fresh adapter (round 1, and rounds.init = fresh)."""
-        return None
+        return self.round_policy or ("sft", self.sft_model(), self.fp["sft"])
 
     def sft_model(self) -> ModelSpec:
         """The policy after step 0 (the base policy when SFT is off)."""
         if not self.cfg.sft.enabled:
             return self.cfg.policy
-        return self.cfg.policy.model_copy(update={"name": str(self.rundir.model("sft"))})
+        return self.cfg.policy.model_copy(update={"name": str(self.sft_dir)})
 
     def strategy_model(self, strategy: str) -> ModelSpec:
         return self.sft_model().model_copy(update={"adapter": str(self.rundir.model(strategy))})
@@ -490,6 +492,7 @@ class MethodRun:
         )
 
     def _timed(self, name: str, t0: float) -> None:
+        name = self.stage_prefix + name
         self.timings[name] = round(time.perf_counter() - t0, 1)
         log.info("stage %s: %.1fs", name, self.timings[name])
 

@@ -4,7 +4,7 @@ Round 1 is the run itself (MethodRun). Round r >= 2 of a trained strategy sample
 strategy's round r-1 policy (`sft` + its round r-1 adapter), re-judges with the same
 alignment judge, re-categorises, rebuilds the strategy's pairs (the debater as configured)
 and trains DPO again on `sft` (reference: the adapter switched off), in its own run
-directory `rounds/<r>/<strategy>/` (RoundRun: MethodRun's steps there), so every stage is
+directory `rounds/<r>/<strategy>/` (`round_run`: the run's steps there), so every stage is
 fingerprinted and resumable as in round 1. With the stop rule on, round r+1 runs only while
 round r beats round r-1 on the validation split (evaluation/rounds.py). `rounds/rounds.json`
 records which rounds ran, every decision and why each strategy stopped.
@@ -12,52 +12,35 @@ records which rounds ran, every decision and why each strategy stopped.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anchor_service.config import ModelSpec
 from anchor_service.evaluation.rounds import stop_rule
-from anchor_service.recipe.method import MethodRun
 from anchor_service.report.scored import load_scored, score_list
 from anchor_service.rundir import RunDir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
-class RoundRun(MethodRun):
-    """Round r >= 2 of one strategy: MethodRun's steps in rounds/<r>/<strategy>/, sampling
-    from the strategy's round r-1 policy. SFT, the data and the judges are the run's."""
-
-    def __init__(self, parent: MethodRun, r: int, strategy: str, previous: tuple[str, Path]):
-        # Not MethodRun.__init__: the data, the config and SFT are the parent run's.
-        self.parent, self.r, self.strategy = parent, r, strategy
-        self.cfg, self.data, self.by_id = parent.cfg, parent.data, parent.by_id
-        self.rundir = parent.rundir.round_dir(r, strategy)
-        self.rundir.root.mkdir(parents=True, exist_ok=True)
-        self.fp = {
-            k: parent.fp[k] for k in ("train", "test", "validation", "sft") if k in parent.fp
-        }
-        self.previous = previous
-        self.strategies = [strategy]
-        self.timings = parent.timings
-
-    def sampling_policy(self) -> tuple[str, ModelSpec, str]:
-        fp, adapter = self.previous
-        return self.strategy, self.sft_model().model_copy(update={"adapter": str(adapter)}), fp
-
-    def dpo_init(self, strategy: str) -> tuple[str, str] | None:
-        if self.cfg.rounds.init == "continue":
-            fp, adapter = self.previous
-            return fp, str(adapter)
-        return None
-
-    def sft_model(self) -> ModelSpec:
-        return self.parent.sft_model()
-
-    def _timed(self, name: str, t0: float) -> None:
-        super()._timed(f"rounds/{self.r}/{self.strategy}/{name}", t0)
+def round_run(parent: Any, r: int, strategy: str, previous: tuple[str, Path]) -> Any:
+    """Round r >= 2 of one strategy: a copy of the run (`recipe.method.MethodRun`) whose
+    steps work in rounds/<r>/<strategy>/ and sample from the strategy's round r-1 policy
+    (`previous`: its DPO fingerprint and adapter). The data, the judges and SFT are the run's."""
+    rc = parent.cfg.rounds
+    fp, adapter = previous
+    rr = copy.copy(parent)
+    rr.rundir = parent.rundir.round_dir(r, strategy)
+    rr.rundir.root.mkdir(parents=True, exist_ok=True)
+    rr.fp = {k: parent.fp[k] for k in ("train", "test", "validation", "sft") if k in parent.fp}
+    rr.strategies = [strategy]
+    policy = parent.sft_model().model_copy(update={"adapter": str(adapter)})
+    rr.round_policy = (strategy, policy, fp)
+    rr.round_init = (fp, str(adapter)) if rc.init == "continue" else None
+    rr.stage_prefix = f"rounds/{r}/{strategy}/"
+    return rr
 
 
 @dataclass
@@ -95,7 +78,7 @@ def validation_files(rundir: RunDir, strategy: str, r: int) -> tuple[Path, Path]
     return home.validation_answers(strategy), home.validation_scores(strategy)
 
 
-def decide(run: MethodRun, chain: Chain, r: int) -> dict[str, Any]:
+def decide(run: Any, chain: Chain, r: int) -> dict[str, Any]:
     """The stop rule on round r of a chain (against round r-1), kept in the chain."""
     rc = run.cfg.rounds
     prev, cur = (load_scored(*validation_files(run.rundir, chain.strategy, i)) for i in (r - 1, r))
@@ -117,13 +100,13 @@ def decide(run: MethodRun, chain: Chain, r: int) -> dict[str, Any]:
     return decision
 
 
-def one_round(run: MethodRun, chain: Chain, r: int, previous: tuple[str, Path]) -> RoundRun | None:
+def one_round(run: Any, chain: Chain, r: int, previous: tuple[str, Path]) -> Any:
     """Round r of one strategy, steps 1-7; None when its pairs are below min_pairs."""
     cfg, s = run.cfg, chain.strategy
     log.info(
         "rounds: round %d of %d, %s: sampling from its round %d policy", r, cfg.rounds.k, s, r - 1
     )
-    rr = RoundRun(run, r, s, previous)
+    rr = round_run(run, r, s, previous)
     samples = rr.sample()
     debates = rr.debate(samples)
     scores = rr.judge(samples, debates)
@@ -141,7 +124,7 @@ def one_round(run: MethodRun, chain: Chain, r: int, previous: tuple[str, Path]) 
     return rr
 
 
-def run_rounds(run: MethodRun, trained: list[str]) -> dict[str, Any]:
+def run_rounds(run: Any, trained: list[str]) -> dict[str, Any]:
     """Rounds 2..k of every trained strategy (round 1 done), then rounds/rounds.json."""
     rc = run.cfg.rounds
     chains = {s: Chain(s) for s in trained}
