@@ -159,7 +159,10 @@ def test_a_failed_stop_rule_ends_after_round_one_and_every_strategy_trains(
             run / "models" / s, run / "models" / "sft", pairs, beta=0.1
         )
         assert sum(margins) / len(margins) > 0, f"{s}: mean margin {margins}"
-    assert summary["lambda"]["maxmin"] == 0.0  # label-blind: no anchored pair
+    # label-blind: its chosen response is always a sample, never the debater's
+    assert set(pd.read_parquet(run / "pairs-maxmin.parquet")["chosen_ref"]) <= {
+        f"sample:{i}" for i in range(cfg["sampling"]["n"])
+    }
     label_filter = pd.read_parquet(run / "pairs-label_filter.parquet")
     assert "consistently_incorrect" not in set(label_filter["category"])
     # sampling, debate, judging and the sft evaluations were not redone
