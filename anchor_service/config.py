@@ -570,6 +570,30 @@ class ServeConfig(Section):
     """Serve application name (the pipeline's `placement: serve` finds deployments by it)."""
 
 
+class RoundsConfig(Section):
+    """Iterative anchored rounds (METHOD.md "Rounds"): round r >= 2 samples from each trained
+    strategy's round r-1 policy, re-judges, rebuilds pairs and trains DPO again on `sft`."""
+
+    k: int = Field(1, ge=1)
+    """Most rounds; 1 is the method as a single round (no `rounds/` folder, no validation split)."""
+    init: Literal["fresh", "continue"] = "fresh"
+    """DPO of round r >= 2: a `fresh` LoRA adapter on `sft`, or `continue` training round
+    r-1's adapter; either way the reference is `sft` (the adapter switched off)."""
+    stop: bool = True
+    """With k > 1: go on to round r+1 only while round r passes the stop rule against round
+    r-1 on the validation split (round 0 is `sft`); a round that fails is kept but not
+    reported. Off: all k rounds run and the last one is reported."""
+    min_delta_ci_low: float = 0.0
+    """Stop rule: the 95% CI of Delta W-L (round r vs r-1, points, evaluation judge) must lie
+    wholly above this."""
+    max_accuracy_drop: float = Field(2.0, ge=0)
+    """Stop rule: accuracy of round r may fall at most this many points below round r-1's."""
+    validation_size: int = Field(20, ge=1)
+    """With k > 1 and `stop`: training examples held out (a seeded subset: `data.selection_seed`,
+    else `run_seed`) as the validation split the stop rule is judged on; they are not used
+    for SFT, sampling or DPO. Never taken from the test split."""
+
+
 class RunConfig(Section):
     run_seed: int = 0
     """Drives sampling keys, debate retries, `rank`'s random choice, data order, LoRA init."""
@@ -597,6 +621,8 @@ class RunConfig(Section):
     """Experiment tracking of SFT and DPO (TensorBoard, W&B, MLflow)."""
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
     """Step 7 evaluation."""
+    rounds: RoundsConfig = Field(default_factory=RoundsConfig)
+    """Iterative rounds of steps 1-7 after the first (k = 1: one round, the method as is)."""
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     """Ray Data stage placement and resources."""
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)

@@ -160,6 +160,26 @@ class RunDir(ReportDir):
         """The judges' sanity figures (METHOD.md step 7)."""
         return self.root / "sanity" / "sanity.json"
 
+    def validation_answers(self, model: str) -> Path:
+        """With rounds (k > 1, stop rule on): a model's greedy answers on the validation split."""
+        return self.root / "validation" / f"answers-{model}.parquet"
+
+    def validation_scores(self, model: str) -> Path:
+        """The evaluation judge's scores of `validation_answers(model)`."""
+        return self.root / "validation" / f"scores-{model}.parquet"
+
+    def round_dir(self, r: int, strategy: str) -> RunDir:
+        """Round r >= 2 of one strategy: a run directory of its own (samples, debates, scores,
+        pairs, stats, models/<strategy>/, eval/, validation/, state/) under rounds/<r>/."""
+        if r < 2:
+            raise ValueError(f"round {r}: round 1 is the run directory itself")
+        return RunDir(self.root / "rounds" / str(r) / strategy, create=False)
+
+    @property
+    def rounds_record(self) -> Path:
+        """Which rounds ran, each round's stop-rule figures, why each strategy stopped."""
+        return self.root / "rounds" / "rounds.json"
+
     @property
     def timings(self) -> Path:
         return self.root / "state" / "timings.json"

@@ -48,10 +48,16 @@ def execute(cfg: RunConfig, out: Path) -> int:
     return 0
 
 
+def run_config(args: argparse.Namespace) -> tuple[RunConfig, Path]:
+    """The config and run directory of `anchor-align run`; `--config demo` names the packaged
+    demo config, as for `experiment` and the jobs."""
+    path = str(demo_config_path()) if args.config == "demo" else args.config
+    cfg = load_config(path, args.overrides)
+    return cfg, Path(args.out) if args.out else default_run_dir(args.config, cfg.run_seed)
+
+
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
-    out = Path(args.out) if args.out else default_run_dir(args.config, cfg.run_seed)
-    return execute(cfg, out)
+    return execute(*run_config(args))
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pandas as pd
 
 from anchor_service.compute import resolve_threads
 from anchor_service.config import JudgeConfig, ModelSpec, RunConfig, dump_config
-from anchor_service.core.keys import NOISE_GENERATOR
+from anchor_service.core.keys import NOISE_GENERATOR, keyed_rng
 from anchor_service.core.pairs import PromptResponses, build_pairs
 from anchor_service.core.rubric import JUDGE_PROMPT_VERSION
 from anchor_service.core.types import CONSISTENTLY_INCORRECT, Example
@@ -59,10 +59,12 @@ class RunData:
 
     train: list[Example]
     test: list[Example]
+    validation: list[Example] = field(default_factory=list)
+    """Held out of `train` for the rounds' stop rule (empty unless rounds.k > 1 with stop)."""
 
     @property
     def by_id(self) -> dict[str, Example]:
-        return {ex.prompt_id: ex for ex in self.train + self.test}
+        return {ex.prompt_id: ex for ex in self.train + self.test + self.validation}
 
 
 def load_data(cfg: RunConfig) -> RunData:
@@ -73,8 +75,30 @@ def load_data(cfg: RunConfig) -> RunData:
     test = list(load_examples(cfg.data, cfg.data.test_split, cfg.run_seed).examples)
     if not train:
         raise ValueError(f"no training examples from data source '{cfg.data.source}'")
-    log.info("data: %d train, %d test examples", len(train), len(test))
-    return RunData(train, test)
+    validation: list[Example] = []
+    if cfg.rounds.k > 1 and cfg.rounds.stop:
+        train, validation = carve_validation(cfg, train)
+    log.info(
+        "data: %d train, %d test, %d validation examples", len(train), len(test), len(validation)
+    )
+    return RunData(train, test, validation)
+
+
+def carve_validation(cfg: RunConfig, train: list[Example]) -> tuple[list[Example], list[Example]]:
+    """`rounds.validation_size` training examples held out as the stop rule's validation split:
+    a seeded choice (the data subset's seed), the rest stays the training split in its order."""
+    n = cfg.rounds.validation_size
+    if n >= len(train):
+        raise ValueError(
+            f"rounds.validation_size = {n} but the training split has {len(train)} examples; "
+            "hold out fewer (the rest trains), or set rounds.stop=false"
+        )
+    seed = cfg.data.selection_seed if cfg.data.selection_seed is not None else cfg.run_seed
+    held = set(keyed_rng((seed, "rounds-validation")).sample(range(len(train)), n))
+    return (
+        [ex for i, ex in enumerate(train) if i not in held],
+        [ex for i, ex in enumerate(train) if i in held],
+    )
 
 
 class MethodRun:
@@ -91,7 +115,17 @@ class MethodRun:
             "train": fingerprint([ex.to_dict() for ex in self.data.train]),
             "test": fingerprint([ex.to_dict() for ex in self.data.test]),
         }
+        if self.data.validation:
+            self.fp["validation"] = fingerprint([ex.to_dict() for ex in self.data.validation])
+        self.strategies: list[str] = list(cfg.pairs.strategies)
         self.timings: dict[str, float] = {}
+        self.sft_dir = self.rundir.model("sft")
+        # A round r >= 2 (recipe/rounds.py) is a copy of this run with these set: step 1's
+        # policy (label, spec, fingerprint) when it is not sft, the adapter its DPO continues
+        # (fingerprint, directory; None: a fresh one), and its stages' prefix in timings.
+        self.round_policy: tuple[str, ModelSpec, str] | None = None
+        self.round_init: tuple[str, str] | None = None
+        self.stage_prefix = ""
 
     def run(self, until: str = "report") -> dict[str, Any]:
         """Run every step up to and including `until` (one of STAGES); done steps are skipped."""
@@ -117,6 +151,10 @@ class MethodRun:
             return {}
         if self.cfg.evaluation.enabled:
             self.evaluate(self.eval_models(trained))
+        if self.cfg.rounds.k > 1:
+            from anchor_service.recipe.rounds import run_rounds
+
+            run_rounds(self, trained)
         self.sanity()
         summary = self.report()
         self.timings["total"] = round(time.perf_counter() - t_start, 1)
@@ -154,9 +192,10 @@ class MethodRun:
         """Step 1: N sampled responses per training prompt (samples.parquet)."""
         cfg = self.cfg
         s = cfg.sampling
+        label, policy, policy_fp = self.sampling_policy()
         fp_parts = (
             "sample",
-            self.fp["sft"],
+            policy_fp,
             s.model_dump(),
             self.fp["train"],
             cfg.run_seed,
@@ -164,9 +203,7 @@ class MethodRun:
         )
         params = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens}
         rows = sample_input(self.data.train, s.n)
-        return self._run(
-            self._sample_stage("sample", "sft", self.sft_model(), rows, params, fp_parts)
-        )
+        return self._run(self._sample_stage("sample", label, policy, rows, params, fp_parts))
 
     def debate(self, samples: pd.DataFrame) -> pd.DataFrame:
         """Step 2: the debater on the consistently-incorrect prompts (debates.parquet)."""
@@ -232,7 +269,7 @@ class MethodRun:
             text = render_chat(self.sft_model(), explain_prompt(ex.question, list(ex.options)))
             prompts.append(PromptResponses(ex.prompt_id, text, resp, deb))
         all_stats = {}
-        for strategy in cfg.pairs.strategies:
+        for strategy in self.strategies:
             pairs, stats = build_pairs(
                 strategy,
                 prompts,
@@ -262,9 +299,17 @@ class MethodRun:
         cfg = self.cfg
         if stats["dpo_skipped"]:
             return False
-        fp = fingerprint(
-            "dpo", strategy, self.fp[f"pairs-{strategy}"], cfg.dpo.result_dump(), self.fp["sft"]
-        )
+        init = self.round_init
+        fp_parts: list[Any] = [
+            "dpo",
+            strategy,
+            self.fp[f"pairs-{strategy}"],
+            cfg.dpo.result_dump(),
+            self.fp["sft"],
+        ]
+        if init is not None:  # the continued adapter, by its fingerprint (not its path)
+            fp_parts.append(init[0])
+        fp = fingerprint(*fp_parts)
         self.fp[f"dpo-{strategy}"] = fp
         out = self.rundir.model(strategy)
         if self.rundir.is_done(f"dpo-{strategy}", fp) and out.is_dir():
@@ -282,6 +327,7 @@ class MethodRun:
             run_seed=cfg.run_seed,
             storage_path=self.rundir.train_storage,
             **self._tracking(),
+            init_adapter=None if init is None else Path(init[1]),
         )
         self.rundir.mark_done(f"dpo-{strategy}", fp)
         self._timed(f"dpo-{strategy}", t0)
@@ -292,9 +338,16 @@ class MethodRun:
         t = self.cfg.tracking
         return {"tracking": t, "tracking_dir": Path(t.dir) if t.dir else self.rundir.tracking}
 
-    def evaluate(self, models: dict[str, ModelSpec]) -> None:
-        """Step 7: greedy test answers of every model, scored by the evaluation judge (eval/)."""
+    def evaluate(self, models: dict[str, ModelSpec], split: str = "test") -> None:
+        """Step 7: greedy test answers of every model, scored by the evaluation judge (eval/);
+        `split="validation"`: the same on the rounds' validation split (validation/)."""
         cfg = self.cfg
+        examples = self.data.test if split == "test" else self.data.validation
+        prefix, answers_path, scores_path = (
+            ("eval", self.rundir.eval_answers, self.rundir.eval_scores)
+            if split == "test"
+            else ("validation", self.rundir.validation_answers, self.rundir.validation_scores)
+        )
         judge = cfg.eval_judge or cfg.judge
         max_tokens = cfg.evaluation.max_tokens or cfg.sampling.max_tokens
         params = {"temperature": 0.0, "top_p": 1.0, "max_tokens": max_tokens}
@@ -303,23 +356,30 @@ class MethodRun:
                 "base": fingerprint(cfg.policy.model_dump()),
                 "sft": self.fp["sft"],
             }.get(name) or self.fp.get(f"dpo-{name}")
-            fp_parts = ("eval-answers", name, upstream, self.fp["test"], max_tokens, cfg.run_seed)
+            fp_parts = (
+                f"{prefix}-answers",
+                name,
+                upstream,
+                self.fp[split],
+                max_tokens,
+                cfg.run_seed,
+            )
             answers = self._run(
                 self._sample_stage(
-                    f"eval-answers-{name}",
+                    f"{prefix}-answers-{name}",
                     name,
                     spec,
-                    sample_input(self.data.test, 1),
+                    sample_input(examples, 1),
                     params,
                     fp_parts,
-                    out_path=self.rundir.eval_answers(name),
+                    out_path=answers_path(name),
                 )
             )
             rows = judge_input(answers, self.by_id, "sample")
-            upstream = [self.fp[f"eval-answers-{name}"]]
-            out = self.rundir.eval_scores(name)
-            self._run(self._judge_stage(f"eval-scores-{name}", judge, rows, out, upstream))
-            if self.oracle_compares(judge):
+            upstream = [self.fp[f"{prefix}-answers-{name}"]]
+            out = scores_path(name)
+            self._run(self._judge_stage(f"{prefix}-scores-{name}", judge, rows, out, upstream))
+            if split == "test" and self.oracle_compares(judge):
                 write_oracle_scores(rows, self.rundir.oracle_scores(name))
 
     def sanity(self) -> dict[str, Any]:
@@ -349,11 +409,15 @@ class MethodRun:
         return write_summary(self.rundir.root)
 
     # ------------------------------------------------------------------ the models
+    def sampling_policy(self) -> tuple[str, ModelSpec, str]:
+        """Step 1's policy: its label in samples.parquet, its spec, its fingerprint."""
+        return self.round_policy or ("sft", self.sft_model(), self.fp["sft"])
+
     def sft_model(self) -> ModelSpec:
         """The policy after step 0 (the base policy when SFT is off)."""
         if not self.cfg.sft.enabled:
             return self.cfg.policy
-        return self.cfg.policy.model_copy(update={"name": str(self.rundir.model("sft"))})
+        return self.cfg.policy.model_copy(update={"name": str(self.sft_dir)})
 
     def strategy_model(self, strategy: str) -> ModelSpec:
         return self.sft_model().model_copy(update={"adapter": str(self.rundir.model(strategy))})
@@ -436,6 +500,7 @@ class MethodRun:
         return resolve_threads(res.torch_threads, spec, res.num_cpus)
 
     def _timed(self, name: str, t0: float) -> None:
+        name = self.stage_prefix + name
         self.timings[name] = round(time.perf_counter() - t0, 1)
         log.info("stage %s: %.1fs", name, self.timings[name])
 

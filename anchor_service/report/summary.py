@@ -17,6 +17,14 @@ from anchor_service.demo.oracle import is_oracle
 from anchor_service.evaluation.claims import evaluate_claims
 from anchor_service.evaluation.stats import accuracy, criterion_means, delta_vs, pairwise_rows
 from anchor_service.report.agreement import agreement_summary
+from anchor_service.report.rounds import (
+    read_record,
+    reported_evals,
+    rounds_figure,
+    rounds_section,
+    rounds_summary,
+)
+from anchor_service.report.scored import load_eval, score_list
 from anchor_service.rundir import RunDir
 
 STAT_SEED_SALT = "summary"
@@ -31,24 +39,6 @@ def eval_models(run: Path, cfg: dict) -> list[str]:
     found = RunDir(run, create=False).evaluated_models()
     order = ["base", "sft", *cfg.get("pairs", {}).get("strategies", [])]
     return [m for m in order if m in found] + sorted(found - set(order))
-
-
-def load_eval(run: Path, model: str) -> pd.DataFrame:
-    """One row per test question: correct, score (None = unscored), verdict values."""
-    rundir = RunDir(run, create=False)
-    answers = pd.read_parquet(rundir.eval_answers(model))
-    scores = pd.read_parquet(rundir.eval_scores(model))
-    df = answers[["prompt_id", "correct", "parse_status"]].merge(
-        scores[["prompt_id", "status", "score", *CRITERIA]], on="prompt_id", how="left"
-    )
-    return df.sort_values("prompt_id").reset_index(drop=True)
-
-
-def _score_list(df: pd.DataFrame) -> list[int | None]:
-    return [
-        int(s) if st in ("scored", "empty") and not pd.isna(s) else None
-        for s, st in zip(df["score"], df["status"], strict=True)
-    ]
 
 
 def _criterion_values(df: pd.DataFrame) -> dict[str, list[int | None]]:
@@ -107,6 +97,9 @@ def build_summary(run: str | Path) -> dict[str, Any]:
         "drops": {s: st["drops"] for s, st in stats.items()},
     }
     evals = {m: load_eval(run, m) for m in models}
+    record = read_record(run)
+    if record:  # each strategy is its last accepted round
+        evals |= reported_evals(run, record, models)
     if not evals:
         return summary
     ids = evals[models[0]]["prompt_id"].tolist()
@@ -114,7 +107,7 @@ def build_summary(run: str | Path) -> dict[str, Any]:
         if df["prompt_id"].tolist() != ids:
             raise ValueError(f"{run}: eval files of '{m}' cover other questions than '{models[0]}'")
     correct = {m: [bool(c) for c in df["correct"]] for m, df in evals.items()}
-    scores = {m: _score_list(df) for m, df in evals.items()}
+    scores = {m: score_list(df) for m, df in evals.items()}
     summary["accuracy"] = {m: accuracy(c) for m, c in correct.items()}
     if "base" in scores:
         summary["delta_wl"] = {
@@ -133,6 +126,8 @@ def build_summary(run: str | Path) -> dict[str, Any]:
         | {"unparseable": int((df["parse_status"] != "ok").sum())}
         for m, df in evals.items()
     }
+    if record:
+        summary["rounds"] = rounds_summary(run, record, cfg, evals, seed, n_boot)
     return summary
 
 
@@ -146,8 +141,8 @@ def write_summary(run: str | Path) -> dict[str, Any]:
     rundir = RunDir(run, create=False)
     summary = build_summary(run)
     write_json_atomic(summary, rundir.summary)
-    figures = write_figures(rundir, summary)
-    markdown = render(summary) + figures_section(figures)
+    figures = [*write_figures(rundir, summary), *filter(None, [rounds_figure(rundir, summary)])]
+    markdown = render(summary) + "\n".join(rounds_section(summary)) + figures_section(figures)
     write_atomic(rundir.report_md, markdown)
     write_html(rundir, markdown, figures)
     return summary

@@ -209,7 +209,8 @@ def train_dpo(
     `out_dir/merged`. Runs in a Ray Train TorchTrainer (`cfg.scaling`) with checkpoints under
     `storage_path`; a rerun of the same job resumes from them. `options` are
     `trainer.train`'s: `callbacks` (extra transformers TrainerCallbacks for every worker; they
-    must pickle), `tracking` and `tracking_dir`.
+    must pickle), `tracking`, `tracking_dir` and `init_adapter` (a LoRA adapter of
+    `sft_model_dir` to train further instead of a fresh one).
     """
     from transformers import AutoTokenizer
 

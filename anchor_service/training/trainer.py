@@ -132,18 +132,26 @@ def build_trainer(
     output_dir: str,
     callbacks: Sequence[Any] = (),
     tracking: dict[str, Any] | None = None,
+    init_adapter: Path | None = None,
 ) -> Any:
-    """The spec's TRL trainer on `dataset`, starting from the model in `model_dir`."""
+    """The spec's TRL trainer on `dataset`, starting from the model in `model_dir`;
+    `init_adapter`: a LoRA adapter of that model trained further instead of a fresh one."""
     import trl
 
     model, tokenizer = load_model_and_tokenizer(model_dir, cfg.scaling.use_gpu)
+    kwargs = spec.trainer_kwargs(cfg)
+    if init_adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+        kwargs["peft_config"] = None
     return getattr(trl, spec.trl_trainer)(
         model=model,
         args=trl_arguments(spec, cfg, run_seed, output_dir, tracking),
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=list(callbacks),
-        **spec.trainer_kwargs(cfg),
+        **kwargs,
     )
 
 
@@ -196,6 +204,7 @@ def train_worker(config: dict[str, Any]) -> None:
         ray_trainer.worker_output_dir(config["name"]),
         config["callbacks"],
         tracking,
+        Path(config["init_adapter"]) if config.get("init_adapter") else None,
     )
     summary = ray_trainer.run_hf_trainer(trainer)
     if not ray_trainer.is_rank_zero():
@@ -222,19 +231,25 @@ def train(
     callbacks: Sequence[Any] = (),
     tracking: TrackingConfig | None = None,
     tracking_dir: Path | None = None,
+    init_adapter: Path | None = None,
 ) -> Path:
     """Train `spec` on `rows` from `model_dir` in a Ray Train TorchTrainer (`cfg.scaling`);
     rank 0 publishes to `out_dir`. Checkpoints go under `storage_path`, and a rerun of the
     same job resumes from them. `callbacks` are extra transformers TrainerCallbacks for every
     worker (they must pickle); `tracking` (default: none) writes under `tracking_dir`
-    (default: `out_dir`/../../tracking, the run directory's `tracking/`)."""
+    (default: `out_dir`/../../tracking, the run directory's `tracking/`); `init_adapter`: a
+    LoRA adapter of `model_dir` to train further (it names the run too)."""
     out_dir = Path(out_dir).resolve()
     model_dir = Path(model_dir).resolve()
     storage_path = Path(storage_path).resolve()
     identity = cfg.model_dump(mode="json")
     if not cfg.trainer_args:  # the names of runs made before trainer_args existed
         del identity["trainer_args"]
-    name = ray_trainer.run_name(spec.kind, str(model_dir), identity, run_seed, rows)
+    init = str(Path(init_adapter).resolve()) if init_adapter is not None else None
+    name_parts: list[Any] = [str(model_dir), identity, run_seed, rows]
+    if init is not None:  # absent otherwise: the names of runs made before init_adapter
+        name_parts.append(init)
+    name = ray_trainer.run_name(spec.kind, *name_parts)
     logger.info(
         "%s of %s on %d %s (run %s)", spec.kind.upper(), model_dir, len(rows), spec.unit, name
     )
@@ -251,6 +266,7 @@ def train(
             "run_seed": run_seed,
             "name": name,
             "callbacks": list(callbacks),
+            "init_adapter": init,
             "tracking": tracking.model_dump(mode="json"),
             # Resolved here: a worker's working directory is not the driver's.
             "tracking_dir": str(Path(tracking_dir or out_dir.parent.parent / "tracking").resolve()),
