@@ -392,10 +392,9 @@ class LimitsConfig(Section):
     max_batch_items: int = Field(32, ge=1)
     """Most items in /v1/score/batch."""
     max_n: int = Field(4, ge=1)
-    """Most completions per /v1/explain request."""
+    """Most completions per /v1/explain request, and `n` (per prompt) on the OpenAI routes."""
     max_tokens: int = Field(256, ge=1)
-    """Most new tokens per completion (/v1/explain and the OpenAI routes); `n` is capped by
-    max_n there too."""
+    """Most new tokens per completion (/v1/explain and the OpenAI routes)."""
     max_prompt_chars: int = Field(16_000, ge=1)
     """Longest prompt of /v1/completions and longest message of /v1/chat/completions."""
     max_prompts: int = Field(16, ge=1)

@@ -11,8 +11,8 @@ A stream carries a choice's text once the engine has finished it (the engines de
 batch at once): the events are OpenAI's, the first token does not come sooner.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the routes' body types (built at run
+# time from the limits) from their annotations.
 import hashlib
 import json
 import secrets
