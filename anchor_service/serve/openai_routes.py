@@ -34,7 +34,16 @@ from anchor_service.serve.openai_schemas import (
 )
 
 JUDGE_MODEL = "judge"
-STREAM_DOC = {"text/event-stream": {"schema": {"type": "string"}}}
+# One server-sent event: `data` is a JSON chunk (OpenAI's), the last one `[DONE]`.
+STREAM_DOC = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+            "required": ["data"],
+        }
+    }
+}
 
 
 def sample_keys(seed: int | None, content: Any, n: int) -> list[tuple]:

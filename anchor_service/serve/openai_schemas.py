@@ -198,6 +198,9 @@ def _sampling_fields(limits: LimitsConfig, max_tokens_default: int) -> dict[str,
 def openai_request_models(limits: LimitsConfig) -> OpenAIRequestModels:
     """Pydantic request models of the two routes, their limits from `serve.limits`."""
     text = Annotated[str, StringConstraints(max_length=limits.max_prompt_chars)]
+    prompt_text = Annotated[
+        str, StringConstraints(min_length=1, max_length=limits.max_prompt_chars)
+    ]
 
     class TextPart(Strict):
         type: Literal["text"]
@@ -246,7 +249,11 @@ def openai_request_models(limits: LimitsConfig) -> OpenAIRequestModels:
     class CompletionRequest(text_fields):  # type: ignore[valid-type,misc]
         """A text completion (OpenAI's request, the fields this service supports)."""
 
-        prompt: text | Annotated[list[text], Field(min_length=1, max_length=limits.max_prompts)]
+        # An empty prompt gives the model nothing to continue from: refused, not guessed at.
+        prompt: (
+            prompt_text
+            | Annotated[list[prompt_text], Field(min_length=1, max_length=limits.max_prompts)]
+        )
         logprobs: int | None = Field(
             default=None,
             ge=0,
