@@ -535,11 +535,22 @@ class LimitsConfig(Section):
     max_batch_items: int = Field(32, ge=1)
     """Most items in /v1/score/batch."""
     max_n: int = Field(4, ge=1)
-    """Most completions per /v1/explain request."""
+    """Most completions per /v1/explain request, and `n` (per prompt) on the OpenAI routes."""
     max_tokens: int = Field(256, ge=1)
-    """Most new tokens per /v1/explain completion."""
+    """Most new tokens per completion (/v1/explain and the OpenAI routes)."""
+    max_prompt_chars: int = Field(16_000, ge=1)
+    """Longest prompt of /v1/completions and longest message of /v1/chat/completions."""
+    max_prompts: int = Field(16, ge=1)
+    """Most prompts in one /v1/completions request (a list prompt)."""
+    max_messages: int = Field(64, ge=1)
+    """Most messages in one /v1/chat/completions request."""
+    max_logprobs: int = Field(20, ge=0, le=20)
+    """Most alternatives per token for `logprobs` (completions) / `top_logprobs` (chat)."""
     retry_after_s: int = Field(2, ge=1)
     """Retry-After seconds sent with a 503 under overload."""
+    body_timeout_s: float = Field(30.0, gt=0)
+    """Seconds a client has to send its whole request body; a slower one is answered 408 and
+    its connection closed by the ingress, before any model replica sees the request."""
 
 
 class ServeConfig(Section):
@@ -550,9 +561,15 @@ class ServeConfig(Section):
     token_file: str | None = None
     """File holding the bearer token; the env var ANCHOR_API_TOKEN wins. No token: open."""
     policy_run_dir: str | None = None
-    """Serve a run's DPO'd policy: its models/sft plus the adapter of `policy_strategy`."""
+    """Serve a run's models by name: its models/sft (`sft`) and, as LoRA adapters on it chosen
+    per request, every trained strategy's models/<strategy> (`anchor`, `rank`, ...)."""
     policy_strategy: str = "anchor"
-    """Which strategy's adapter to load from `policy_run_dir`."""
+    """The model of `policy_run_dir` that /v1/explain answers with (a strategy, or `sft`); the
+    OpenAI routes name any of the run's models (`sft` and each strategy's adapter)."""
+    serve_base: bool = False
+    """With `policy_run_dir`: also serve the base policy (`policy`) as model `base`. A second
+    engine: a second copy of the weights in the policy replica's memory (none when SFT is off,
+    since the run's `sft` is then the base model itself)."""
     judge_deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
     """Placement and batching of the judge deployment."""
     policy_deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)

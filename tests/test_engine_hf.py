@@ -126,6 +126,40 @@ def test_greedy_equals_argmax_of_full_forward_passes(engine):
     assert out.text == expected
 
 
+def test_logprobs_are_the_full_forward_log_softmax_of_each_generated_token(engine):
+    reqs = _requests(3)
+    sampled = SamplingParams(temperature=0.8, max_tokens=6)
+    plain = engine.generate(reqs, sampled)
+    with_lp = engine.generate(reqs, SamplingParams(temperature=0.8, max_tokens=6, logprobs=4))
+    # Asking for logprobs changes nothing of the text.
+    assert [c.text for c in with_lp] == [c.text for c in plain]
+    assert all(c.logprobs is None for c in plain)
+    req = reqs[1]
+    out = engine.generate([req], SamplingParams(max_tokens=6, logprobs=4))[0]
+    ids = engine._encode(engine.render(req.prompt))
+    assert len(out.logprobs) == 6 and "".join(t.token for t in out.logprobs) == out.text
+    with torch.no_grad():
+        for entry in out.logprobs:
+            logp = engine.model(torch.tensor([ids])).logits[0, -1].log_softmax(-1)
+            chosen = int(logp.argmax())
+            assert entry.token == engine.tokenizer.decode([chosen])
+            assert entry.logprob == pytest.approx(float(logp[chosen]), abs=1e-4)
+            assert len(entry.top) == 4
+            assert max(entry.top.values()) == pytest.approx(entry.logprob, abs=1e-6)
+            ids.append(chosen)
+
+
+def test_logprobs_stop_with_the_text_at_a_stop_string(engine):
+    reqs = _requests(3)
+    free = engine.generate(reqs, SamplingParams(max_tokens=12))
+    target = free[1].text
+    stop = target[len(target) // 2 : len(target) // 2 + 3]
+    cut = engine.generate(reqs, SamplingParams(max_tokens=12, stop=[stop], logprobs=0))
+    text = "".join(t.token for t in cut[1].logprobs)
+    assert cut[1].text.startswith(text) and len(text) >= len(cut[1].text) - 8
+    assert all(t.top == {} for t in cut[1].logprobs)
+
+
 def test_checkpoint_generation_defaults_do_not_change_decoding(random_model_dir, tmp_path):
     copy = tmp_path / "opinionated"
     for f in random_model_dir.iterdir():

@@ -449,42 +449,6 @@ def test_serve_config_args_with_an_unknown_key_are_refused() -> None:
         build_app({"overrides": ["serve.limits.max_nn=3"]})
 
 
-def test_policy_from_a_run_directory_is_its_sft_model_plus_the_strategy_adapter(
-    tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    import shutil
-
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from anchor_service.config import ModelSpec
-    from anchor_service.engines.base import EngineError, GenRequest, SamplingParams
-    from anchor_service.engines.factory import make_engine
-    from anchor_service.serve.deployments import policy_spec
-
-    run = tmp_path / "run"
-    sft = run / "models" / "sft"
-    shutil.copytree(tiny_model_dir, sft)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
-    get_peft_model(AutoModelForCausalLM.from_pretrained(sft), lora).save_pretrained(
-        run / "models" / "anchor"
-    )
-    base = ModelSpec(name="smollm2-135m-instruct", dtype="float32")
-    spec = policy_spec(base, str(run), "anchor")
-    assert spec.name == str(sft) and spec.adapter == str(run / "models" / "anchor")
-    assert policy_spec(base, None, "anchor") == base
-
-    adapted = make_engine(spec)
-    plain = make_engine(ModelSpec(name=str(sft), dtype="float32"))
-    assert adapted.model_id == f"{sft}+{run / 'models' / 'anchor'}"
-    request = [GenRequest(prompt="Answer: ", key=(0,))]
-    params = SamplingParams(max_tokens=8)
-    assert adapted.generate(request, params)[0].text != plain.generate(request, params)[0].text
-
-    with pytest.raises(EngineError, match="strategy 'rank'"):
-        policy_spec(base, str(run), "rank")
-
-
 def _serve_cli_args(argv: list[str]):
     import argparse
 

@@ -6,8 +6,10 @@ import argparse
 import logging
 import signal
 import threading
+from pathlib import Path
 
 from anchor_service.cli.common import UsageError, add_command, add_config_args, resolve_config
+from anchor_service.config import RunConfig
 
 HELP = "serve the judge and the policy over HTTP (Ray Serve)"
 
@@ -21,19 +23,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         run,
         HELP,
         (
-            "Start the HTTP service: POST /v1/score, /v1/score/batch and /v1/explain, "
-            "GET /healthz and /v1/models, OpenAPI at /docs. Without --config the embedded "
-            "model is both policy and judge. A bearer token is required when "
-            "ANCHOR_API_TOKEN or serve.token_file is set. Attaches to the Ray cluster of "
-            "cluster.address or RAY_ADDRESS, else starts a local one."
+            "Start the HTTP service: POST /v1/score, /v1/score/batch and /v1/explain, the "
+            "OpenAI-compatible POST /v1/chat/completions and /v1/completions, GET /healthz "
+            "and /v1/models, OpenAPI at /docs. Without --config the embedded model is both "
+            "policy and judge. With --run DIR the policy models are the run's, by name: sft "
+            "and one per trained strategy (anchor, rank, ...; LoRA adapters on sft), and the "
+            "config is the run's config.yaml unless --config is given. A bearer token is "
+            "required when ANCHOR_API_TOKEN or serve.token_file is set. Attaches to the Ray "
+            "cluster of cluster.address or RAY_ADDRESS, else starts a local one."
         ),
     )
     p.add_argument("--host", help="address to bind (default serve.host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP port (default serve.port, 8000)")
+    p.add_argument(
+        "--run",
+        metavar="DIR",
+        help="serve this run directory's models (serve.policy_run_dir); its config.yaml is "
+        "the config unless --config is given",
+    )
     add_config_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    cfg = serve_config(args)
+    return _serve(cfg)
+
+
+def serve_config(args: argparse.Namespace) -> RunConfig:
+    """The config `anchor-align serve` runs with: --config (or the run's config.yaml with
+    --run), then --set, then --host/--port/--run."""
     extra = []
     if args.host:
         extra.append(f"serve.host={args.host}")
@@ -41,8 +59,20 @@ def run(args: argparse.Namespace) -> int:
         if not 1 <= args.port <= 65535:
             raise UsageError(f"--port {args.port}: must be between 1 and 65535")
         extra.append(f"serve.port={args.port}")
-    cfg = resolve_config(args, extra)
+    if args.run:
+        run_dir = Path(args.run).expanduser().resolve()
+        if not (run_dir / "models").is_dir():
+            raise UsageError(
+                f"--run {args.run}: {run_dir} has no models/ directory; give a run directory "
+                "whose sft and dpo stages have finished"
+            )
+        if args.config is None and (run_dir / "config.yaml").is_file():
+            args.config = str(run_dir / "config.yaml")
+        extra.append(f"serve.policy_run_dir={run_dir}")
+    return resolve_config(args, extra)
 
+
+def _serve(cfg: RunConfig) -> int:
     from anchor_service.serve.app import start
     from anchor_service.serve.auth import TokenFileError, load_token
 

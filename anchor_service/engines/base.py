@@ -30,6 +30,10 @@ class SamplingParams:
     supports it (hf: objects of enum-valued string properties, engines/json_constraint.py;
     vllm: structured outputs; openai: `response_format` on chat prompts). Engines without
     support ignore it, so callers still validate what comes back.
+
+    `logprobs`: also return, per generated token, its log-probability and the `logprobs` most
+    likely tokens' (the model's own distribution, before temperature and top-p, as vLLM's
+    default); None: none. Only the hf engine returns them (`Completion.logprobs`).
     """
 
     temperature: float = 0.0
@@ -37,6 +41,16 @@ class SamplingParams:
     max_tokens: int = 256
     stop: list[str] = field(default_factory=list)
     json_schema: dict | None = None
+    logprobs: int | None = None
+
+
+@dataclass
+class TokenLogprob:
+    """One generated token: its text, its log-probability, and the top alternatives'."""
+
+    token: str
+    logprob: float
+    top: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -47,6 +61,7 @@ class Completion:
     key: tuple = ()
     num_tokens: int = 0
     finish_reason: str = "stop"  # "stop" | "length" | "error"
+    logprobs: list[TokenLogprob] | None = None  # when SamplingParams.logprobs asked for them
 
 
 @dataclass

@@ -38,3 +38,51 @@ def make_engine(spec: ModelSpec, *, continuous_batching: bool = False) -> Engine
         f"engine '{spec.engine}' does not generate text; "
         "the oracle is a judge mode (judge.mode: oracle), not a policy engine"
     )
+
+
+def make_adapter_engines(
+    spec: ModelSpec, adapters: dict[str, str], *, continuous_batching: bool = False
+) -> dict[str | None, Engine]:
+    """One model with named LoRA adapters: an engine view per adapter name, None for none.
+
+    The weights are loaded once; each view runs its adapter on them (hf: PEFT named adapters,
+    set per call; vllm: a LoRARequest per request, up to len(adapters) in one batch).
+    """
+    if spec.adapter:
+        raise EngineError(
+            f"model '{spec.name}' has model.adapter set; named adapters are loaded on the "
+            "plain model: unset model.adapter"
+        )
+    if spec.engine == "hf":
+        from anchor_service.engines.hf import HFEngine
+
+        return dict(HFEngine(spec).with_adapters(adapters))
+    if spec.engine == "vllm":
+        return _vllm_adapter_engines(spec, adapters, continuous_batching)
+    if not adapters:
+        return {None: make_engine(spec, continuous_batching=continuous_batching)}
+    raise EngineError(
+        f"engine '{spec.engine}' cannot switch LoRA adapters per request; serve a run's "
+        "adapters with engine hf or vllm"
+    )
+
+
+def _vllm_adapter_engines(
+    spec: ModelSpec, adapters: dict[str, str], continuous_batching: bool
+) -> dict[str | None, Engine]:
+    try:
+        from anchor_service.engines.vllm import VLLMEngine, adapter_rank
+        from anchor_service.engines.vllm_async import AsyncVLLMEngine
+    except ImportError as exc:
+        raise EngineError(
+            f"engine 'vllm' needs vLLM ({exc}); install it or use engine: hf"
+        ) from None
+    cls = AsyncVLLMEngine if continuous_batching else VLLMEngine
+    if not adapters:
+        return {None: cls(spec)}
+    rank = max(adapter_rank(path, spec.name) for path in adapters.values())
+    engine = cls(spec, max_lora_rank=rank, max_loras=len(adapters))
+    views: dict[str | None, Engine] = {None: engine}
+    for name, path in adapters.items():
+        views[name] = engine.with_adapter(path)
+    return views

@@ -11,9 +11,12 @@ batch-independent.
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +34,7 @@ from anchor_service.engines.base import (
     EngineError,
     GenRequest,
     SamplingParams,
+    TokenLogprob,
 )
 from anchor_service.engines.json_constraint import (
     JsonSchemaProcessor,
@@ -105,6 +109,9 @@ class HFEngine(TokenizedPrompts):
         self.model = model.to(self.device).eval()
         self.pad_id = self._pad_id()
         self.eos_ids = self._eos_ids()
+        # Named, unmerged PEFT adapters (`with_adapters`): the view's adapter, None = without.
+        self._adapter: str | None = None
+        self._adapter_lock: threading.Lock | None = None
         # Built on the first constrained request: the vocabulary's texts, then per schema.
         self._token_texts: list[str | None] | None = None
         self._constraints: dict[str, TokenConstraint] = {}
@@ -137,6 +144,61 @@ class HFEngine(TokenizedPrompts):
 
         # Merged for inference: one matmul per layer instead of base + LoRA.
         return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+
+    def with_adapters(self, adapters: dict[str, str]) -> dict[str | None, HFEngine]:
+        """Views of this engine: one per named PEFT adapter directory, and None without any.
+
+        The adapters are loaded once, unmerged, on this engine's one model (PEFT named
+        adapters), so serving several DPO'd policies of one SFT model costs their LoRA weights
+        only; each call sets its view's adapter (or disables them) under a lock shared by the
+        views. Unmerged LoRA computes base + B(A(x)) instead of the merged matmul, so a logit
+        may differ from a merged adapter's (`model.adapter`) in its last float bits.
+        """
+        if self.spec.adapter:
+            raise EngineError(
+                f"{self.model_id}: already has a merged adapter; named adapters need the plain "
+                "base model (unset model.adapter)"
+            )
+        if not adapters:
+            return {None: self}
+        from peft import PeftModel
+
+        model: torch.nn.Module = self.model
+        for i, (name, path) in enumerate(adapters.items()):
+            adapter_dir = Path(path).expanduser()
+            if not (adapter_dir / "adapter_config.json").is_file():
+                raise ModelNotFoundError(
+                    f"adapter '{name}' for {self.spec.name}: no adapter_config.json in "
+                    f"{adapter_dir}; point it at a PEFT adapter directory"
+                )
+            if i == 0:
+                model = PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=name)
+            else:
+                model.load_adapter(str(adapter_dir), adapter_name=name)  # type: ignore[operator]
+        self.model = model.to(self.device).eval()
+        self._adapter_lock = threading.Lock()
+        views: dict[str | None, HFEngine] = {None: self}
+        for name, path in adapters.items():
+            view = copy.copy(self)
+            view._adapter = name
+            view.model_id = f"{self.spec.name}+{path}"
+            views[name] = view
+        return views
+
+    @contextmanager
+    def _active_adapter(self) -> Iterator[None]:
+        """This view's adapter is the model's active one for the block (no-op without any)."""
+        if self._adapter_lock is None:
+            yield
+            return
+        with self._adapter_lock:
+            model = self.model
+            if self._adapter is None:
+                with model.disable_adapter():  # type: ignore[operator]
+                    yield
+            else:
+                model.set_adapter(self._adapter)  # type: ignore[operator]
+                yield
 
     def _pad_id(self) -> int:
         tok = self.tokenizer
@@ -174,15 +236,16 @@ class HFEngine(TokenizedPrompts):
         # Similar lengths together: less padding. Results do not depend on the grouping.
         order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))
         results: list[Completion | None] = [None] * len(requests)
-        for chunk in _batches(order, self.spec.batch_size):
-            done = self._generate_batch(
-                [prompts[i] for i in chunk],
-                [tuple(requests[i].key) for i in chunk],
-                params,
-                max_new,
-            )
-            for i, completion in zip(chunk, done, strict=True):
-                results[i] = completion
+        with self._active_adapter():
+            for chunk in _batches(order, self.spec.batch_size):
+                done = self._generate_batch(
+                    [prompts[i] for i in chunk],
+                    [tuple(requests[i].key) for i in chunk],
+                    params,
+                    max_new,
+                )
+                for i, completion in zip(chunk, done, strict=True):
+                    results[i] = completion
         return [c for c in results if c is not None]
 
     def _generate_batch(
@@ -214,18 +277,69 @@ class HFEngine(TokenizedPrompts):
             processors.append(
                 KeyedGumbelProcessor(keys, params.temperature, params.top_p, prompt_width=width)
             )
+        with_logprobs = params.logprobs is not None
         out = self.model.generate(
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
             generation_config=config,
             logits_processor=processors,
             tokenizer=self.tokenizer if params.stop else None,
+            # The raw logits of each step, before temperature, top-p and the keyed draw.
+            output_logits=with_logprobs,
+            return_dict_in_generate=with_logprobs,
         )
-        generated = out[:, width:].tolist()
-        return [
+        sequences = out.sequences if with_logprobs else out
+        generated = sequences[:, width:].tolist()
+        done = [
             self._completion(row_ids, key, params.stop, max_new)
             for row_ids, key in zip(generated, keys, strict=True)
         ]
+        if with_logprobs:
+            self._attach_logprobs(done, generated, out.logits, int(params.logprobs or 0))
+        return done
+
+    def _attach_logprobs(
+        self,
+        done: list[Completion],
+        generated: list[list[int]],
+        step_logits: tuple[torch.Tensor, ...],
+        top_n: int,
+    ) -> None:
+        """Each completion's tokens (those of its text), their logprobs and the top `top_n`."""
+        counts = [self._text_token_count(ids, c) for ids, c in zip(generated, done, strict=True)]
+        for c in done:
+            c.logprobs = []
+        for step, logits in enumerate(step_logits):
+            rows = [r for r, n in enumerate(counts) if step < n]
+            if not rows:
+                break
+            logp = logits[rows].float().log_softmax(dim=-1)
+            chosen = torch.tensor([generated[r][step] for r in rows], device=logp.device)
+            chosen_lp = logp.gather(1, chosen[:, None])[:, 0].tolist()
+            top_lp, top_ids = logp.topk(top_n, dim=-1) if top_n else (None, None)
+            for j, r in enumerate(rows):
+                top: dict[str, float] = {}
+                if top_ids is not None and top_lp is not None:
+                    for tid, lp in zip(top_ids[j].tolist(), top_lp[j].tolist(), strict=True):
+                        text = self.tokenizer.decode([tid])
+                        top[text] = max(lp, top.get(text, float("-inf")))
+                token = self.tokenizer.decode([generated[r][step]])
+                done[r].logprobs.append(TokenLogprob(token, chosen_lp[j], top))  # type: ignore[union-attr]
+
+    def _text_token_count(self, ids: list[int], completion: Completion) -> int:
+        """How many leading generated tokens make up the completion's text (a stop string
+        or end of sequence cut it; the token that ends it is not part of it)."""
+        eos = set(self.eos_ids)
+        count = 0
+        for token in ids:
+            if token in eos or token == self.pad_id:
+                break
+            count += 1
+        while count and len(self.tokenizer.decode(ids[:count], skip_special_tokens=True)) > len(
+            completion.text
+        ):
+            count -= 1
+        return count
 
     def _json_constraint(self, schema: dict) -> TokenConstraint:
         """The token constraint of `schema` for this tokenizer (UnsupportedSchemaError if the
@@ -291,10 +405,11 @@ class HFEngine(TokenizedPrompts):
         order = sorted(
             (i for i in range(len(queries)) if prepared[i][1]), key=lambda i: len(prepared[i][0])
         )
-        for chunk in _batches(order, self.spec.batch_size):
-            probs = self._choice_batch([prepared[i] for i in chunk], token_ids)
-            for i, per_slot in zip(chunk, probs, strict=True):
-                results[i] = [{t: float(p[j]) for j, t in enumerate(tokens)} for p in per_slot]
+        with self._active_adapter():
+            for chunk in _batches(order, self.spec.batch_size):
+                probs = self._choice_batch([prepared[i] for i in chunk], token_ids)
+                for i, per_slot in zip(chunk, probs, strict=True):
+                    results[i] = [{t: float(p[j]) for j, t in enumerate(tokens)} for p in per_slot]
         return results
 
     def _choice_batch(

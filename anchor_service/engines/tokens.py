@@ -45,6 +45,10 @@ class TokenizedPrompts:
         """Chat messages through the tokenizer's chat template (generation prompt added)."""
         return render_prompt(self.tokenizer, prompt, self.model_id)
 
+    def prompt_tokens(self, prompt: Prompt) -> int:
+        """How many tokens the prompt is, rendered (before any cut to max_model_len)."""
+        return len(self._encode(self.render(prompt)))
+
     def _encode(self, text: str) -> list[int]:
         # Rendered prompts already carry their special tokens (the template writes them).
         return self.tokenizer.encode(text, add_special_tokens=False)

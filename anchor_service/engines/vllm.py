@@ -101,6 +101,11 @@ def _allowed_rank(rank: int) -> int:
     )
 
 
+def adapter_rank(adapter: str, model: str) -> int:
+    """The LoRA rank of a PEFT adapter directory (checked to be one)."""
+    return _lora_rank(_adapter_dir(adapter, model))
+
+
 def _lora_rank(adapter_dir: Path) -> int:
     """The adapter's LoRA rank (`r` in its adapter_config.json)."""
     try:

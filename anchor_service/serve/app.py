@@ -78,6 +78,7 @@ def build_application(cfg: RunConfig) -> Any:
         s.policy_deployment.model_dump(mode="json"),
         s.policy_run_dir,
         s.policy_strategy,
+        s.serve_base,
     )
     return Gateway.options(**deployment_options(s.ingress_deployment, INGRESS, retry)).bind(
         judge, policy, s.model_dump(mode="json")

@@ -20,7 +20,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 from ray import serve
@@ -37,7 +36,6 @@ from anchor_service.engines.base import (
     SamplingParams,
 )
 from anchor_service.engines.placement import serve_placement
-from anchor_service.rundir import RunDir
 from anchor_service.scoring.explain import ExplainRequest, explain_batch
 from anchor_service.scoring.item import JudgeItem
 
@@ -93,32 +91,11 @@ def _with_threads(spec: ModelSpec, threads: int) -> ModelSpec:
     return with_threads(spec, threads)
 
 
-def policy_spec(spec: ModelSpec, run_dir: str | None, strategy: str) -> ModelSpec:
-    """The policy to serve: `spec`, or a run's `models/sft` plus its `models/<strategy>` adapter.
-
-    Resolved where the replica runs (the run directory must be readable there).
-    """
-    if not run_dir:
-        return spec
-    root = Path(run_dir).expanduser()
-    run = RunDir(root, create=False)
-    adapter = run.model(strategy)
-    if not (adapter / "adapter_config.json").is_file():
-        raise EngineError(
-            f"serve.policy_run_dir {root}: no DPO adapter for strategy '{strategy}' "
-            f"({adapter}/adapter_config.json is missing); run the pipeline's dpo stage, pick a "
-            "strategy that has one (serve.policy_strategy), or unset serve.policy_run_dir"
-        )
-    sft = run.model("sft")
-    # With SFT disabled the run's sft model is the base policy itself (METHOD.md step 0).
-    name = str(sft) if (sft / "config.json").is_file() else spec.name
-    return spec.model_copy(update={"name": name, "adapter": str(adapter)})
-
-
 class _EngineReplica:
     """What both deployments share: one engine, one worker thread, the Engine methods."""
 
     engine: Engine | None
+    models: dict[str, Engine]
     what: str
     continuous: bool
 
@@ -177,6 +154,26 @@ class _EngineReplica:
         """Engine protocol, for ServeEngine."""
         await self._run(self._need_engine().check_single_tokens, tokens)
 
+    async def complete(
+        self, model: str, requests: list[GenRequest], params: SamplingParams
+    ) -> list[dict[str, Any]]:
+        """The OpenAI routes' call: `model`'s completion of each request, in order, as
+        {text, finish_reason, completion_tokens, prompt_tokens, logprobs}."""
+        engine = self.models.get(model)
+        if engine is None:
+            raise EngineError(f"the {self.what} deployment serves no model '{model}'")
+        if self.continuous:
+            done = await engine.agenerate(requests, params)  # type: ignore[attr-defined]
+            counts = await self._run(_prompt_tokens, engine, requests)
+            return [_openai_dict(c, n) for c, n in zip(done, counts, strict=True)]
+        return await self._complete_on(model, requests, params)
+
+    async def _complete_on(
+        self, model: str, requests: list[GenRequest], params: SamplingParams
+    ) -> list[dict[str, Any]]:
+        # Judge replicas: one worker thread runs the engine calls one at a time.
+        return await self._run(_generate_counted, self.models[model], requests, params)
+
 
 def _items_in(batch: list[list[Any]]) -> int:
     return sum(len(chunk) for chunk in batch)
@@ -208,6 +205,7 @@ class JudgeDeployment(_EngineReplica):
         self.continuous = cfg.mode != "oracle" and _continuous(cfg.model, dep)
         self.scorer = make_judge(cfg, continuous_batching=self.continuous)
         self.engine = getattr(self.scorer, "engine", None)
+        self.models = {} if self.engine is None else {JUDGE: self.engine}
         self.info_dict = {
             "id": self.scorer.judge_id,
             "engine": "oracle" if self.engine is None else cfg.model.engine,
@@ -215,6 +213,7 @@ class JudgeDeployment(_EngineReplica):
             # Scores are comparable only under one prompt version: a client caching them
             # keys on it (None for the oracle, which reads no prompt).
             "prompt_version": None if self.engine is None else JUDGE_PROMPT_VERSION,
+            "logprobs": self.engine is not None and cfg.model.engine == "hf",
         }
         self._ready(dep, self._score_batch, threads)
 
@@ -284,7 +283,8 @@ def _params_key(params: SamplingParams) -> tuple:
 
 @serve.deployment
 class PolicyDeployment(_EngineReplica):
-    """Answers and explains questions with the policy (optionally a run's DPO adapter)."""
+    """Answers and explains questions with the policy, or a run's models by name
+    (serve/policies.py): /v1/explain with the default one, the OpenAI routes with any."""
 
     what = POLICY
 
@@ -294,21 +294,84 @@ class PolicyDeployment(_EngineReplica):
         deployment: dict[str, Any],
         run_dir: str | None = None,
         strategy: str = "anchor",
+        serve_base: bool = False,
     ) -> None:
-        from anchor_service.engines.factory import make_engine
+        from anchor_service.serve.policies import policy_models
 
         dep = DeploymentConfig.model_validate(deployment)
-        spec = policy_spec(ModelSpec.model_validate(policy), run_dir, strategy)
+        spec = ModelSpec.model_validate(policy)
         threads = replica_threads(dep, spec)
         start_threads(threads, "policy replica")
         self.continuous = _continuous(spec, dep)
-        self.engine = make_engine(_with_threads(spec, threads), continuous_batching=self.continuous)
-        self.info_dict = {"id": self.engine.model_id, "engine": spec.engine, "mode": None}
+        served = policy_models(
+            _with_threads(spec, threads), run_dir, strategy, serve_base, self.continuous
+        )
+        self.models = served.engines
+        self.engine = served.engines[served.default]
+        self.info_dict = {
+            "id": self.engine.model_id,
+            "engine": spec.engine,
+            "mode": None,
+            "default": served.default,
+            "models": served.cards,
+        }
+        self._generate_batch.set_max_batch_size(dep.max_batch_size)
+        self._generate_batch.set_batch_wait_timeout_s(dep.batch_wait_timeout_s)
         self._ready(dep, self._explain_batch, threads)
 
     async def info(self) -> dict[str, Any]:
-        """{id, engine, mode} of this policy."""
+        """{id, engine, mode, default, models} of this policy (`models`: one card per name)."""
         return dict(self.info_dict)
+
+    async def _complete_on(
+        self, model: str, requests: list[GenRequest], params: SamplingParams
+    ) -> list[dict[str, Any]]:
+        # Batched with other callers' requests for the same model and settings.
+        parts = await asyncio.gather(
+            *(
+                self._generate_batch((model, chunk, params))
+                for chunk in _chunks(requests, self.max_batch_size)
+            )
+        )
+        out: list[dict[str, Any]] = []
+        for part in parts:
+            if isinstance(part, BaseException):
+                raise part
+            out.extend(part)
+        return out
+
+    @serve.batch(batch_size_fn=lambda calls: sum(len(r) for _, r, _ in calls))
+    async def _generate_batch(
+        self, calls: list[tuple[str, list[GenRequest], SamplingParams]]
+    ) -> list[list[dict[str, Any]] | BaseException]:
+        results: list[list[dict[str, Any]] | BaseException | None] = [None] * len(calls)
+        groups: dict[tuple, list[int]] = {}
+        for i, (model, _, params) in enumerate(calls):
+            key = (model, _params_key(params), params.logprobs, repr(params.json_schema))
+            groups.setdefault(key, []).append(i)
+        for members in groups.values():
+            model, _, params = calls[members[0]]
+            flat = [r for i in members for r in calls[i][1]]
+            try:
+                done = await self._run(_generate_counted, self.models[model], flat, params)
+            except Exception as exc:  # noqa: BLE001 - each caller gets its own outcome
+                if len(members) == 1:
+                    results[members[0]] = exc
+                    continue
+                log.warning("policy batch failed (%s); retrying one by one", exc)
+                for i in members:
+                    try:
+                        results[i] = await self._run(
+                            _generate_counted, self.models[model], calls[i][1], params
+                        )
+                    except Exception as one:  # noqa: BLE001
+                        results[i] = one
+                continue
+            at = 0
+            for i in members:
+                results[i] = done[at : at + len(calls[i][1])]
+                at += len(calls[i][1])
+        return [r if r is not None else EngineError("no result") for r in results]
 
     async def explain(
         self, request: ExplainRequest, params: SamplingParams
@@ -368,4 +431,36 @@ def _completion_dict(completion: Completion, parsed: Any) -> dict[str, Any]:
         "explanation": parsed.explanation,
         "text": completion.text,
         "finish_reason": completion.finish_reason,
+    }
+
+
+def _prompt_tokens(engine: Engine, requests: list[GenRequest]) -> list[int]:
+    count = getattr(engine, "prompt_tokens", None)
+    return [count(r.prompt) if count else 0 for r in requests]
+
+
+def _generate_counted(
+    engine: Engine, requests: list[GenRequest], params: SamplingParams
+) -> list[dict[str, Any]]:
+    """Generate, and count the prompts' tokens in the same thread (a fast tokenizer is not
+    safe to share across threads)."""
+    done = engine.generate(requests, params)
+    if len(done) != len(requests):
+        raise EngineError(
+            f"{engine.model_id}: {len(done)} completions for {len(requests)} requests"
+        )
+    counts = _prompt_tokens(engine, requests)
+    return [_openai_dict(c, n) for c, n in zip(done, counts, strict=True)]
+
+
+def _openai_dict(completion: Completion, prompt_tokens: int) -> dict[str, Any]:
+    logprobs = None
+    if completion.logprobs is not None:
+        logprobs = [(t.token, t.logprob, dict(t.top)) for t in completion.logprobs]
+    return {
+        "text": completion.text,
+        "finish_reason": completion.finish_reason,
+        "completion_tokens": completion.num_tokens,
+        "prompt_tokens": prompt_tokens,
+        "logprobs": logprobs,
     }

@@ -20,6 +20,7 @@ TOO_LARGE = "too_large"
 INVALID = "invalid"
 OVERLOADED = "overloaded"
 UNAVAILABLE = "unavailable"
+TIMED_OUT = "timed_out"
 
 
 class ServiceMetrics:
@@ -42,7 +43,7 @@ class ServiceMetrics:
         self.rejected_requests = Counter(
             REJECTED_REQUESTS,
             description="Requests answered with an error, by reason (unauthorized, too_large, "
-            "invalid, overloaded, unavailable).",
+            "timed_out, invalid, overloaded, unavailable).",
             tag_keys=("reason",),
         )
 

@@ -1,10 +1,11 @@
 """The ingress's routes (ARCHITECTURE.md "The HTTP service") and its error answers.
 
-POST /v1/score, POST /v1/score/batch, POST /v1/explain, GET /healthz, GET /v1/models; the
-request models carry the limits of `serve.limits`, so a field beyond one is a 422 naming it.
+POST /v1/score, POST /v1/score/batch, POST /v1/explain, GET /healthz, GET /v1/models (OpenAI's
+model list), and the OpenAI routes of serve/openai_routes.py; the request models carry the
+limits of `serve.limits`, so a field beyond one is a 422 naming it (400 in OpenAI's shape on
+the OpenAI routes).
 """
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,13 +24,22 @@ from anchor_service.scoring.explain import ExplainRequest
 from anchor_service.scoring.validate import ItemError, make_item
 from anchor_service.serve import metrics as m
 from anchor_service.serve.deployments import JUDGE, POLICY
-from anchor_service.serve.guard import Guard, ServiceBusy, call_deployment, json_response
+from anchor_service.serve.guard import (
+    OPENAI_PATHS,
+    Guard,
+    OpenAIHTTPError,
+    ServiceBusy,
+    call_deployment,
+    error_response,
+    json_response,
+)
+from anchor_service.serve.openai_routes import Catalogue, openai_routes
+from anchor_service.serve.openai_schemas import ModelsResponse, openai_request_models
 from anchor_service.serve.schemas import (
     BatchScoreResponse,
     ErrorResponse,
     ExplainResponse,
     HealthResponse,
-    ModelsResponse,
     RequestModels,
     ScoreResult,
     describe_errors,
@@ -87,9 +97,11 @@ def create_api(
     _error_handlers(app, reject, {"Retry-After": str(limits.retry_after_s)})
     model_info: dict[str, Any] = {}
     models = request_models(limits)
-    _service_routes(app, judge, policy, model_info)
+    catalogue = Catalogue(judge, policy, model_info, int(time.time()))
+    _service_routes(app, catalogue)
     _judge_routes(app, models, score_items)
     _policy_routes(app, models, policy, model_info, metrics, score_items)
+    openai_routes(app, openai_request_models(limits), catalogue, _bearer())
     # Inside FastAPI's own error middleware, so nothing reaches it to become a 500.
     app.add_middleware(
         Guard,
@@ -97,29 +109,43 @@ def create_api(
         max_body_bytes=limits.max_body_bytes,
         retry_after_s=limits.retry_after_s,
         metrics=metrics,
+        body_timeout_s=limits.body_timeout_s,
     )
     return app
 
 
+def _bearer() -> Any:
+    return Depends(HTTPBearer(auto_error=False, description="The service's API token"))
+
+
 def _guarded(route: Callable, path: str, model: type, tag: str) -> Callable:
     """A route decorator (`app.get` / `app.post`) for a path behind the bearer token."""
-    bearer = Depends(HTTPBearer(auto_error=False, description="The service's API token"))
     return route(
-        path, response_model=model, responses=ERROR_RESPONSES, dependencies=[bearer], tags=[tag]
+        path, response_model=model, responses=ERROR_RESPONSES, dependencies=[_bearer()], tags=[tag]
     )
 
 
 def _error_handlers(app: FastAPI, reject: Callable[[str], None], retry_after: dict) -> None:
-    """422 for invalid input, 400 reworded, 503 with Retry-After when a deployment is busy."""
+    """422 for invalid input, 400 reworded, 503 with Retry-After when a deployment is busy;
+    on the OpenAI routes, OpenAI's error shape and 400 for any invalid body."""
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         reject(m.INVALID)
-        messages = describe_errors(list(exc.errors()))
+        errors = list(exc.errors())
+        messages = describe_errors(errors)
+        if request.url.path in OPENAI_PATHS:
+            param = _param_of(errors[0].get("loc", ())) if errors else None
+            return OpenAIHTTPError(400, "; ".join(messages), param=param).response()
         return json_response(422, "; ".join(messages), errors=messages)
 
+    @app.exception_handler(OpenAIHTTPError)
+    async def openai_error(_: Request, exc: OpenAIHTTPError) -> JSONResponse:
+        reject(m.INVALID)
+        return exc.response()
+
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = str(exc.detail)
         if exc.status_code == 400:
             # FastAPI's own words ("error parsing the body") do not say what to fix.
@@ -128,7 +154,7 @@ def _error_handlers(app: FastAPI, reject: Callable[[str], None], retry_after: di
                 "the request body could not be decoded: send a UTF-8 JSON object with "
                 "'Content-Type: application/json'"
             )
-        return json_response(exc.status_code, detail, headers=exc.headers)
+        return error_response(request.url.path, exc.status_code, detail, headers=exc.headers)
 
     @app.exception_handler(ItemError)
     async def invalid_item(_: Request, exc: ItemError) -> JSONResponse:
@@ -136,14 +162,20 @@ def _error_handlers(app: FastAPI, reject: Callable[[str], None], retry_after: di
         return json_response(422, str(exc), errors=[str(exc)])
 
     @app.exception_handler(ServiceBusy)
-    async def busy(_: Request, exc: ServiceBusy) -> JSONResponse:
+    async def busy(request: Request, exc: ServiceBusy) -> JSONResponse:
         reject(exc.reason)
-        return json_response(503, exc.detail, headers=retry_after)
+        return error_response(
+            request.url.path, 503, exc.detail, headers=retry_after, code=exc.reason
+        )
 
 
-def _service_routes(
-    app: FastAPI, judge: DeploymentHandle, policy: DeploymentHandle, model_info: dict
-) -> None:
+def _param_of(loc: tuple) -> str | None:
+    """The request field of a validation error's location (`('body', 'n')` -> `n`)."""
+    names = [str(p) for p in loc[1:] if not isinstance(p, int)] if loc else []
+    return ".".join(names) or None
+
+
+def _service_routes(app: FastAPI, catalogue: Catalogue) -> None:
     """GET /healthz and GET /v1/models."""
 
     @app.get("/healthz", response_model=HealthResponse, tags=["service"])
@@ -153,14 +185,12 @@ def _service_routes(
 
     @_guarded(app.get, "/v1/models", ModelsResponse, "service")
     async def list_models() -> dict[str, Any]:
-        """The policy and judge models this service runs."""
-        if "judge" not in model_info or "policy" not in model_info:
-            judge_info, policy_info = await asyncio.gather(
-                call_deployment(JUDGE, judge.info.remote()),
-                call_deployment(POLICY, policy.info.remote()),
-            )
-            model_info.update(judge=judge_info, policy=policy_info)
-        return dict(model_info)
+        """The models this service runs, in OpenAI's list shape (`data`: the names the OpenAI
+        routes take; the judge is the one with `role: judge`), plus `policy` and `judge`: the
+        model behind /v1/explain and the one behind /v1/score."""
+        cards = await catalogue.cards()
+        info = catalogue.model_info
+        return {"object": "list", "data": cards, "policy": info["policy"], "judge": info["judge"]}
 
 
 def _judge_routes(app: FastAPI, models: RequestModels, score_items: Callable) -> None:

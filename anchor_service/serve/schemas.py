@@ -83,11 +83,6 @@ class ModelInfo(BaseModel):
     mode: str | None = Field(default=None, description="Judge only: how verdicts are read")
 
 
-class ModelsResponse(BaseModel):
-    policy: ModelInfo
-    judge: ModelInfo
-
-
 class HealthResponse(BaseModel):
     status: Literal["ok"]
 
