@@ -16,6 +16,7 @@ from typing import Any
 from anchor_service.config import ModelSpec
 from anchor_service.engines.base import Engine, EngineError
 from anchor_service.engines.factory import make_adapter_engines, make_engine
+from anchor_service.rundir import RunDir
 
 PLAIN = "policy"  # the one model of a replica serving no run
 SFT = "sft"
@@ -33,7 +34,7 @@ class PolicyModels:
 
 def run_adapters(run_dir: Path) -> dict[str, str]:
     """Strategy name -> adapter directory, for every models/<strategy> holding a PEFT adapter."""
-    models = run_dir / "models"
+    models = RunDir(run_dir, create=False).model(SFT).parent
     if not models.is_dir():
         raise EngineError(
             f"serve.policy_run_dir {run_dir}: no models/ directory; point it at a run directory "
@@ -66,7 +67,7 @@ def policy_models(
             f"({root}/models/{strategy}/adapter_config.json is missing); the run has: {found}. "
             "Set serve.policy_strategy to one of them, or run the pipeline's dpo stage"
         )
-    sft_dir = root / "models" / SFT
+    sft_dir = RunDir(root, create=False).model(SFT)
     sft_is_base = not (sft_dir / "config.json").is_file()
     sft_spec = spec if sft_is_base else spec.model_copy(update={"name": str(sft_dir)})
     views = make_adapter_engines(sft_spec, adapters, continuous_batching=continuous_batching)
