@@ -2,7 +2,7 @@
 free port, and the Serve app on the tiny model.
 
 Slow tests (`@pytest.mark.slow`, the real embedded model) run only with `--run-slow` or
-`ANCHOR_RUN_SLOW=1`.
+`ANCHOR_RUN_SLOW=1`; the fault suite (`@pytest.mark.faults`) only with `ANCHOR_RUN_FAULTS=1`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,12 @@ def _run_slow(config: pytest.Config) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The fault suite (~20 min) runs only where asked for: scripts/test-separate.sh faults.
+    if os.environ.get("ANCHOR_RUN_FAULTS") != "1":
+        skip_faults = pytest.mark.skip(reason="faults: run with ANCHOR_RUN_FAULTS=1")
+        for item in items:
+            if "faults" in item.keywords:
+                item.add_marker(skip_faults)
     if _run_slow(config):
         return
     skip = pytest.mark.skip(reason="slow: run with --run-slow or ANCHOR_RUN_SLOW=1")

@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, str, int], ...] = (
     ("anchor_service.config", "config", 1),
     ("anchor_service.rundir", "rundir", 1),
     ("anchor_service.schema", "schema", 1),
+    ("anchor_service.faults", "faults", 1),
     ("anchor_service.evaluation", "evaluation", 1),
     ("anchor_service.engines", "engines", 2),
     ("anchor_service.data", "data", 2),

@@ -327,3 +327,15 @@ def test_kill_during_judging_then_resume_gives_identical_pairs(
         assert json.loads((out / f"stats-{strategy}.json").read_text()) == json.loads(
             (submitted_run / f"stats-{strategy}.json").read_text()
         )
+
+
+@pytest.mark.parametrize("step", ["sample", "report"])
+def test_kill_inside_a_step_then_rerun_gives_the_submitted_content(
+    ray_head, submitted_run: Path, tiny_config_file: Path, tmp_path: Path, step: str
+):
+    """Two cases of tests/test_faults.py (every step, a separate suite) on the submitted run:
+    a Ray Data stage killed after its first part file, and the report after summary.json."""
+    from kill_run import kill_and_resume
+
+    env = _env() | {"RAY_ADDRESS": ray_head["gcs"]}
+    kill_and_resume(submitted_run, tiny_config_file, tmp_path / "run", step, env)

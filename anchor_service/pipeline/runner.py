@@ -20,6 +20,7 @@ import pandas as pd
 
 from anchor_service.config import ModelSpec, StageResources
 from anchor_service.engines.placement import stage_placement
+from anchor_service.faults import kill_point
 from anchor_service.rundir import RunDir, fingerprint, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ def _map_with_ray(todo: list[pd.DataFrame], spec: StageSpec, rundir: RunDir) -> 
     # num_cpus/num_gpus per actor, or a placement group of TP bundles per vLLM actor.
     placement = stage_placement(spec.model, spec.resources, spec.name)
     total = sum(len(b) for b in todo)
-    written = 0
+    written = parts = 0
     try:
         ds = stage_dataset(todo, spec.stage_cls, spec.args, spec.resources, placement.kwargs)
         # Each result is saved as its own part file as soon as it arrives.
@@ -186,6 +187,8 @@ def _map_with_ray(todo: list[pd.DataFrame], spec: StageSpec, rundir: RunDir) -> 
                 continue
             write_parquet_atomic(batch, rundir.new_part(spec.name))
             written += len(batch)
+            parts += 1
             log.info("%s: %d/%d rows written", spec.name, written, total)
+            kill_point(spec.name, parts)  # a test hook, inert unless set (faults.py)
     finally:
         placement.release()

@@ -173,6 +173,7 @@ class MethodRun:
         if not cfg.sft.enabled or (self.rundir.is_done("sft", fp) and out.is_dir()):
             return
         from anchor_service.engines.registry import resolve_model
+        from anchor_service.training.faults import kill_callbacks
         from anchor_service.training.sft import train_sft
 
         t0 = time.perf_counter()
@@ -184,6 +185,7 @@ class MethodRun:
             run_seed=cfg.run_seed,
             storage_path=self.rundir.train_storage,
             **self._tracking(),
+            callbacks=kill_callbacks("sft"),  # a test hook, inert unless set (faults.py)
         )
         self.rundir.mark_done("sft", fp)
         self._timed("sft", t0)
@@ -316,6 +318,7 @@ class MethodRun:
             return True
         from anchor_service.engines.registry import resolve_model
         from anchor_service.training.dpo import train_dpo
+        from anchor_service.training.faults import kill_callbacks
 
         pairs = pd.read_parquet(self.rundir.pairs(strategy)).to_dict("records")
         t0 = time.perf_counter()
@@ -328,6 +331,7 @@ class MethodRun:
             storage_path=self.rundir.train_storage,
             **self._tracking(),
             init_adapter=None if init is None else Path(init[1]),
+            callbacks=kill_callbacks(f"dpo-{strategy}"),
         )
         self.rundir.mark_done(f"dpo-{strategy}", fp)
         self._timed(f"dpo-{strategy}", t0)

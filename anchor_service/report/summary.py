@@ -16,6 +16,7 @@ from anchor_service.core.types import CATEGORIES, CRITERIA, VERDICT_VALUES
 from anchor_service.demo.oracle import is_oracle
 from anchor_service.evaluation.claims import evaluate_claims
 from anchor_service.evaluation.stats import accuracy, criterion_means, delta_vs, pairwise_rows
+from anchor_service.faults import kill_point
 from anchor_service.report.agreement import agreement_summary
 from anchor_service.report.rounds import (
     read_record,
@@ -141,6 +142,7 @@ def write_summary(run: str | Path) -> dict[str, Any]:
     rundir = RunDir(run, create=False)
     summary = build_summary(run)
     write_json_atomic(summary, rundir.summary)
+    kill_point("report", 1)  # a test hook, inert unless set (faults.py)
     figures = [*write_figures(rundir, summary), *filter(None, [rounds_figure(rundir, summary)])]
     markdown = render(summary) + "\n".join(rounds_section(summary)) + figures_section(figures)
     write_atomic(rundir.report_md, markdown)
