@@ -10,6 +10,7 @@ from pathlib import Path
 
 from anchor_service.cli.common import UsageError, add_command, add_config_args, resolve_config
 from anchor_service.config import RunConfig
+from anchor_service.rundir import RunDir
 
 HELP = "serve the judge and the policy over HTTP (Ray Serve)"
 
@@ -61,13 +62,14 @@ def serve_config(args: argparse.Namespace) -> RunConfig:
         extra.append(f"serve.port={args.port}")
     if args.run:
         run_dir = Path(args.run).expanduser().resolve()
-        if not (run_dir / "models").is_dir():
+        rundir = RunDir(run_dir, create=False)
+        if not rundir.model("sft").parent.is_dir():
             raise UsageError(
                 f"--run {args.run}: {run_dir} has no models/ directory; give a run directory "
                 "whose sft and dpo stages have finished"
             )
-        if args.config is None and (run_dir / "config.yaml").is_file():
-            args.config = str(run_dir / "config.yaml")
+        if args.config is None and rundir.config.is_file():
+            args.config = str(rundir.config)
         extra.append(f"serve.policy_run_dir={run_dir}")
     return resolve_config(args, extra)
 
