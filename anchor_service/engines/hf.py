@@ -278,15 +278,15 @@ class HFEngine(TokenizedPrompts):
                 KeyedGumbelProcessor(keys, params.temperature, params.top_p, prompt_width=width)
             )
         with_logprobs = params.logprobs is not None
+        # The raw logits of each step, before temperature, top-p and the keyed draw.
+        config.output_logits = with_logprobs
+        config.return_dict_in_generate = with_logprobs
         out = self.model.generate(
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
             generation_config=config,
             logits_processor=processors,
             tokenizer=self.tokenizer if params.stop else None,
-            # The raw logits of each step, before temperature, top-p and the keyed draw.
-            output_logits=with_logprobs,
-            return_dict_in_generate=with_logprobs,
         )
         sequences = out.sequences if with_logprobs else out
         generated = sequences[:, width:].tolist()
