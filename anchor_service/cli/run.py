@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     demo_help = "run the method on the built-in demo task with the embedded model (CPU sized)"
     description = (
         "The whole method on the built-in demo task with the embedded model in bf16 on a "
-        "local Ray cluster (about 10 minutes on 2 cores). Resumable."
+        "local Ray cluster (12-27 minutes on the 2-core machines measured). Resumable."
     )
     d = add_command(sub, "demo", run_demo, demo_help, description)
     add_overrides_arg(d, "override a demo setting, e.g. --set data.demo.n_train=50")
