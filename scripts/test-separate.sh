@@ -5,6 +5,8 @@
 #                                          torchvision/torchaudio/torchcodec it drags in)
 #   bash scripts/test-separate.sh faults   kill -9 inside every step of a run, then resume
 #                                          (tests/test_faults.py; no install)
+#   bash scripts/test-separate.sh rounds   whole multi-round runs (tests/test_rounds_run.py,
+#                                          ~11 min on 2 cores; no install)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -15,6 +17,10 @@ if [[ "${1:-}" == "faults" ]]; then
     shift
     export ANCHOR_RUN_FAULTS=1
     exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=20 -m faults "$@"
+fi
+if [[ "${1:-}" == "rounds" ]]; then
+    shift
+    exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=20 -m rounds "$@"
 fi
 # The full schemathesis run: at least 1,000 generated requests over every route, 0 of them 5xx
 # (CI runs the same test with about 400).

