@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -183,6 +183,16 @@ def _chunks(items: list[T], size: int) -> list[list[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+async def _concat(calls: Iterable[Awaitable[list[Any]]]) -> list[Any]:
+    """The results of batched calls (one per chunk of a request), in order, as one list."""
+    out: list[Any] = []
+    for part in await asyncio.gather(*calls):
+        if isinstance(part, BaseException):
+            raise part
+        out.extend(part)
+    return out
+
+
 def _continuous(spec: ModelSpec, dep: DeploymentConfig) -> bool:
     """Whether a replica of this model runs on vLLM's async engine (module docstring)."""
     return dep.continuous_batching and spec.engine == "vllm"
@@ -226,15 +236,9 @@ class JudgeDeployment(_EngineReplica):
         if self.continuous:
             return [j.to_dict() for j in await self._run(self._score_checked, items)]
         # A request larger than one batch is split here: serve.batch refuses oversize entries.
-        parts = await asyncio.gather(
-            *(self._score_batch(chunk) for chunk in _chunks(items, self.max_batch_size))
+        return await _concat(
+            self._score_batch(chunk) for chunk in _chunks(items, self.max_batch_size)
         )
-        out: list[dict[str, Any]] = []
-        for part in parts:
-            if isinstance(part, BaseException):
-                raise part
-            out.extend(part)
-        return out
 
     @serve.batch(batch_size_fn=_items_in)
     async def _score_batch(
@@ -327,18 +331,10 @@ class PolicyDeployment(_EngineReplica):
         self, model: str, requests: list[GenRequest], params: SamplingParams
     ) -> list[dict[str, Any]]:
         # Batched with other callers' requests for the same model and settings.
-        parts = await asyncio.gather(
-            *(
-                self._generate_batch((model, chunk, params))
-                for chunk in _chunks(requests, self.max_batch_size)
-            )
+        return await _concat(
+            self._generate_batch((model, chunk, params))
+            for chunk in _chunks(requests, self.max_batch_size)
         )
-        out: list[dict[str, Any]] = []
-        for part in parts:
-            if isinstance(part, BaseException):
-                raise part
-            out.extend(part)
-        return out
 
     @serve.batch(batch_size_fn=lambda calls: sum(len(r) for _, r, _ in calls))
     async def _generate_batch(
@@ -381,18 +377,10 @@ class PolicyDeployment(_EngineReplica):
             (explained,) = await self._run(explain_batch, self.engine, [request], params)
             return [_completion_dict(c, p) for c, p in explained]
         keys = list(request.keys)
-        parts = await asyncio.gather(
-            *(
-                self._explain_batch((ExplainRequest(request.question, request.options, ks), params))
-                for ks in _chunks(keys, self.max_batch_size)
-            )
+        return await _concat(
+            self._explain_batch((ExplainRequest(request.question, request.options, ks), params))
+            for ks in _chunks(keys, self.max_batch_size)
         )
-        out: list[dict[str, Any]] = []
-        for part in parts:
-            if isinstance(part, BaseException):
-                raise part
-            out.extend(part)
-        return out
 
     @serve.batch(batch_size_fn=lambda calls: sum(len(r.keys) for r, _ in calls))
     async def _explain_batch(
