@@ -444,7 +444,7 @@ class PipelineConfig(Section):
     judge: StageResources = Field(default_factory=StageResources)
     """Judging (step 3) and evaluation scoring."""
     progress: bool = True
-    """Progress bars."""
+    """Progress of long stages: a bar when stderr is a terminal, a line per quarter otherwise."""
 
 
 class ClusterConfig(Section):

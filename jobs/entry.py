@@ -28,9 +28,22 @@ def main(until: str, description: str, argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else default_run_dir(str(path), cfg.run_seed)
+    if not out.is_absolute() and _in_job_working_dir(Path.cwd()):
+        logging.getLogger("jobs").warning(
+            "--out %s is relative and this job runs in Ray's temporary copy of the working "
+            "dir (%s): the run directory is deleted with it. Pass an absolute --out on "
+            "storage that outlives the job (e.g. /mnt/anchor/runs/NAME).",
+            out,
+            Path.cwd(),
+        )
 
     from anchor_service.recipe.method import MethodRun
 
     MethodRun(cfg, out).run(until=until)
     print(f"run directory: {out.resolve()} (stages up to '{until}' done)")
     return 0
+
+
+def _in_job_working_dir(cwd: Path) -> bool:
+    """Whether `cwd` is a `ray job submit --working-dir` copy (Ray unpacks it there)."""
+    return "runtime_resources" in cwd.parts and any("working_dir" in p for p in cwd.parts)

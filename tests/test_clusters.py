@@ -431,6 +431,8 @@ def test_launcher_mounts_the_repository_and_installs_it_with_the_vllm_extra(rel:
     assert config["file_mounts"][MOUNT] == "."
     for remote, local in config["file_mounts"].items():
         assert (ROOT / local).exists(), f"{rel}: file_mounts {remote}: {local} does not exist"
+        # A user's clone has only the repository: nothing outside it may be mounted.
+        assert (ROOT / local).resolve().is_relative_to(ROOT.resolve()), f"{rel}: {local}"
     installs = [shlex.split(c) for c in config["setup_commands"] if c.startswith("pip install -e ")]
     assert len(installs) == 1, f"{rel}: expected one `pip install -e` of the repository"
     argv = installs[0]
@@ -732,6 +734,21 @@ def test_rayjob_volume_is_the_claim_the_guide_creates():
 def test_jobs_runtime_env_is_valid_and_pinned_like_constraints():
     env = yaml.safe_load((ROOT / "jobs" / "runtime_env.yaml").read_text(encoding="utf-8"))
     assert_none(runtime_env_problems(env, needs_remote_code=False))
+
+
+def test_gpu_runtime_env_is_the_jobs_runtime_env_plus_the_vllm_extra():
+    base = yaml.safe_load((ROOT / "jobs" / "runtime_env.yaml").read_text(encoding="utf-8"))
+    gpu = yaml.safe_load((ROOT / "jobs" / "runtime_env_gpu.yaml").read_text(encoding="utf-8"))
+    assert_none(runtime_env_problems(gpu, needs_remote_code=False))
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    packages = set(gpu["pip"]["packages"])
+    assert packages - set(base["pip"]["packages"]) == set(extras["vllm"])
+    assert set(base["pip"]["packages"]) <= packages
+    assert {k: v for k, v in gpu.items() if k != "pip"} == {
+        k: v for k, v in base.items() if k != "pip"
+    }
 
 
 def test_runtime_env_check_reports_local_code_drifted_pins_and_bad_fields():

@@ -99,3 +99,46 @@ def test_a_gpu_stage_dataset_is_accepted_by_ray_data(local_ray):
         {"num_cpus": 1, "num_gpus": 1},
     )
     assert ds is not None
+
+
+class TwoAttempts:
+    """Writes two rows per input row, as the debate stage writes one row per attempt."""
+
+    COLUMNS = ["prompt_id", "attempt"]
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "prompt_id": list(batch["prompt_id"]) * 2,
+                "attempt": [0] * len(batch) + [1] * len(batch),
+            }
+        )
+
+
+@pytest.mark.ray
+def test_progress_counts_input_rows_never_past_the_total(local_ray, tmp_path: Path, caplog):
+    # The demo log once read `debate: 44/40 rows written`: output rows counted against input rows.
+    import logging
+
+    from anchor_service.pipeline.runner import StageSpec, run_stage
+
+    rundir = RunDir(tmp_path / "run")
+    spec = StageSpec(
+        name="attempts",
+        rows=_rows(10),
+        keys=("prompt_id",),
+        out_keys=("prompt_id", "attempt"),
+        stage_cls=TwoAttempts,
+        args={},
+        resources=StageResources(actors=1, batch_size=4, num_cpus=0.5),
+        out_path=rundir.root / "attempts.parquet",
+        fingerprint_parts=("fp",),
+    )
+    with caplog.at_level(logging.INFO, logger="anchor_service.progress"):
+        out = run_stage(rundir, spec)
+    assert len(out) == 20
+    lines = [r.getMessage() for r in caplog.records if r.name == "anchor_service.progress"]
+    assert lines[0] == "attempts: 10 rows to do"
+    assert lines[-1].startswith("attempts: 10/10 rows done in ")
+    done = [int(m.split(": ")[1].split("/")[0]) for m in lines if "/10 rows done" in m]
+    assert done == sorted(done) and max(done) == 10

@@ -21,6 +21,7 @@ import pandas as pd
 from anchor_service.config import ModelSpec, StageResources
 from anchor_service.engines.placement import stage_placement
 from anchor_service.faults import kill_point
+from anchor_service.progress import StageProgress
 from anchor_service.rundir import RunDir, fingerprint, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class StageSpec:
     out_keys: tuple[str, ...] | None = None
     """Columns that identify an output row (default `keys`; a debate writes several attempts)."""
     progress: bool = field(default=True, compare=False)
-    """Show Ray Data's progress bars."""
+    """Show the stage's progress (`StageProgress`: a bar on a terminal, a few lines otherwise)."""
 
     @property
     def fingerprint(self) -> str:
@@ -99,7 +100,7 @@ def run_stage(rundir: RunDir, spec: StageSpec) -> pd.DataFrame:
             len(planned),
         )
     if todo:
-        _map_with_ray(todo, spec, rundir)
+        _map_with_ray(todo, spec, rundir, total=len(ordered))
     out = rundir.read_parts(stage)
     if out is None:
         out = pd.DataFrame(columns=list(getattr(spec.stage_cls, "COLUMNS", out_keys)))
@@ -168,17 +169,21 @@ def stage_dataset(
     )
 
 
-def _map_with_ray(todo: list[pd.DataFrame], spec: StageSpec, rundir: RunDir) -> None:
+def _map_with_ray(todo: list[pd.DataFrame], spec: StageSpec, rundir: RunDir, total: int) -> None:
     import ray
 
     from anchor_service.cluster import ensure_ray
 
     ensure_ray()
-    ray.data.DataContext.get_current().enable_progress_bars = spec.progress
+    # Our own bar counts input rows across the whole stage; Ray Data's per-operator bars
+    # would count blocks and output rows beside it.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     # num_cpus/num_gpus per actor, or a placement group of TP bundles per vLLM actor.
     placement = stage_placement(spec.model, spec.resources, spec.name)
-    total = sum(len(b) for b in todo)
-    written = parts = 0
+    keys = list(spec.keys)
+    left = sum(len(b) for b in todo)
+    parts = 0
+    progress = StageProgress(spec.name, total, done=total - left, enabled=spec.progress)
     try:
         ds = stage_dataset(todo, spec.stage_cls, spec.args, spec.resources, placement.kwargs)
         # Each result is saved as its own part file as soon as it arrives.
@@ -186,9 +191,10 @@ def _map_with_ray(todo: list[pd.DataFrame], spec: StageSpec, rundir: RunDir) -> 
             if len(batch) == 0:
                 continue
             write_parquet_atomic(batch, rundir.new_part(spec.name))
-            written += len(batch)
             parts += 1
-            log.info("%s: %d/%d rows written", spec.name, written, total)
+            # Input rows, not output rows: a debate writes several attempts per prompt.
+            progress.update(len(_key_tuples(batch, keys)))
             kill_point(spec.name, parts)  # a test hook, inert unless set (faults.py)
     finally:
+        progress.close()
         placement.release()
