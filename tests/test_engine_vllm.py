@@ -342,3 +342,14 @@ def test_adapter_above_the_started_rank_is_refused(engine, tmp_path):
     (tmp_path / "adapter_config.json").write_text('{"r": 64}', encoding="utf-8")
     with pytest.raises(EngineError, match="max_lora_rank=64"):
         engine.with_adapter(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_more_adapters_than_max_loras_are_refused_on_cpu(engine, lora_dir, tmp_path):
+    # vLLM-CPU keeps one LoRA slot empty for requests without an adapter (engines/vllm.py
+    # `_lora_kwargs`); this engine was started for one adapter, so a second one is refused.
+    engine.with_adapter(str(lora_dir))
+    engine.with_adapter(str(lora_dir))  # the same adapter again is the same LoRA
+    (tmp_path / "adapter_config.json").write_text('{"r": 8}', encoding="utf-8")
+    with pytest.raises(EngineError, match="max_loras=2"):
+        engine.with_adapter(str(tmp_path))

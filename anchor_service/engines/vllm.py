@@ -127,8 +127,9 @@ class VLLMEngine(TokenizedPrompts):
     in ~30-60 s instead of ~130 s on 2 cores); `seed` is vLLM's engine seed (sampling never
     uses it: keyed requests draw from their keys). LoRA is on when `spec.adapter` is set or
     `max_lora_rank` is given (then `with_adapter` serves other adapters from the same engine;
-    `max_loras` of them in one batch). `block_size`: the KV cache block (prefix-cache
-    granularity); vLLM's default on GPUs, CPU_BLOCK_SIZE on CPU.
+    `max_loras` of them in one batch; on vLLM-CPU `max_loras` in all, see `_lora_kwargs`).
+    `block_size`: the KV cache block (prefix-cache granularity); vLLM's default on GPUs,
+    CPU_BLOCK_SIZE on CPU.
     """
 
     def __init__(
@@ -170,17 +171,7 @@ class VLLMEngine(TokenizedPrompts):
             block_size = CPU_BLOCK_SIZE
         if block_size is not None:
             kwargs["block_size"] = block_size
-        # Shared with every `with_adapter` view: adapter directory -> vLLM's LoRA id.
-        self._lora_ids: dict[str, int] = {}
-        self.lora: LoRARequest | None = None
-        ranks = [max_lora_rank] if max_lora_rank else []
-        if spec.adapter:
-            adapter_dir = _adapter_dir(spec.adapter, spec.name)
-            ranks.append(_lora_rank(adapter_dir))
-            self.lora = self._lora_request(adapter_dir)
-        self.max_lora_rank = _allowed_rank(max(ranks)) if ranks else None
-        if self.max_lora_rank:
-            kwargs.update(enable_lora=True, max_loras=max_loras, max_lora_rank=self.max_lora_rank)
+        kwargs.update(self._lora_kwargs(max_lora_rank, max_loras))
         started = time.perf_counter()
         try:
             with self._cpu_thread_binding():
@@ -208,6 +199,31 @@ class VLLMEngine(TokenizedPrompts):
         """Start vLLM with these engine arguments; sets `llm` and `tokenizer`."""
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
+
+    def _lora_kwargs(self, max_lora_rank: int | None, max_loras: int) -> dict[str, Any]:
+        """vLLM's LoRA arguments ({} when LoRA is off); sets `lora` and `max_lora_rank`."""
+        # Shared with every `with_adapter` view: adapter directory -> vLLM's LoRA id.
+        self._lora_ids: dict[str, int] = {}
+        self.max_loras = max_loras
+        self.lora: LoRARequest | None = None
+        ranks = [max_lora_rank] if max_lora_rank else []
+        if self.spec.adapter:
+            adapter_dir = _adapter_dir(self.spec.adapter, self.spec.name)
+            ranks.append(_lora_rank(adapter_dir))
+            self.lora = self._lora_request(adapter_dir)
+        self.max_lora_rank = _allowed_rank(max(ranks)) if ranks else None
+        if not self.max_lora_rank:
+            return {}
+        slots = max_loras
+        if current_platform.is_cpu():
+            # vLLM-CPU's LoRA ops (vllm/lora/ops/torch_ops) gather the adapter weights by slot
+            # index, and a request without LoRA has index -1: Python indexing gives it the
+            # last slot's adapter whenever it shares a batch with LoRA requests (the async
+            # engine mixes them; upstream vllm-project/vllm#48421). One more slot than there
+            # are adapters stays empty (all-zero weights), so -1 adds nothing;
+            # `_lora_request` keeps the adapters out of it.
+            slots += 1
+        return {"enable_lora": True, "max_loras": slots, "max_lora_rank": self.max_lora_rank}
 
     def _memory_kwargs(self, kv_cache_memory_bytes: int | None) -> dict[str, Any]:
         if kv_cache_memory_bytes is not None:
@@ -270,6 +286,15 @@ class VLLMEngine(TokenizedPrompts):
 
     def _lora_request(self, adapter_dir: Path) -> LoRARequest:
         key = str(adapter_dir)
+        if key not in self._lora_ids and current_platform.is_cpu():
+            if len(self._lora_ids) >= self.max_loras:
+                # A further adapter would take the empty slot of `_lora_kwargs`.
+                raise EngineError(
+                    f"{self.spec.name}: this vLLM-CPU engine was started for "
+                    f"max_loras={self.max_loras} adapters and already serves "
+                    f"{', '.join(self._lora_ids)}; start it with max_loras="
+                    f"{len(self._lora_ids) + 1} to add {adapter_dir}"
+                )
         if key not in self._lora_ids:
             self._lora_ids[key] = len(self._lora_ids) + 1  # vLLM's LoRA ids start at 1
         lora_id = self._lora_ids[key]

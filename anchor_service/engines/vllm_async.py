@@ -193,6 +193,12 @@ class AsyncVLLMEngine(VLLMEngine):
         with self._prep_lock:
             self._single_token_ids(tokens)
 
+    def prompt_tokens(self, prompt: Any) -> int:
+        """How many tokens the prompt is, rendered (the OpenAI routes' usage count)."""
+        # Called from the replica's worker threads while other requests are tokenised.
+        with self._prep_lock:
+            return super().prompt_tokens(prompt)
+
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
