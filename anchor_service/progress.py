@@ -78,18 +78,19 @@ class StageProgress:
         if self._bar is not None:
             self._bar.update(step)
             return
-        frac = self.done / self.total if self.total else 1.0
-        if self._next_line < len(_LINES_AT) and frac >= _LINES_AT[self._next_line]:
-            self._skip_passed_lines()
-            log.info(self._line(), *self._line_args())
-
-    def _line(self) -> str:
-        return "%s: %d/%d rows done, %.2f rows/s, about %s left"
-
-    def _line_args(self) -> tuple:
-        rate = self.rate()
-        left = (self.total - self.done) / rate if rate > 0 else float("nan")
-        return (self.name, self.done, self.total, rate, _duration(left))
+        passed = self._next_line
+        self._skip_passed_lines()
+        if self._next_line > passed:
+            rate = self.rate()
+            left = (self.total - self.done) / rate if rate > 0 else float("nan")
+            log.info(
+                "%s: %d/%d rows done, %.2f rows/s, about %s left",
+                self.name,
+                self.done,
+                self.total,
+                rate,
+                _duration(left),
+            )
 
     def close(self) -> None:
         """End the bar, or write the stage's last line."""

@@ -286,8 +286,8 @@ class VLLMEngine(TokenizedPrompts):
 
     def _lora_request(self, adapter_dir: Path) -> LoRARequest:
         key = str(adapter_dir)
-        if key not in self._lora_ids and current_platform.is_cpu():
-            if len(self._lora_ids) >= self.max_loras:
+        if key not in self._lora_ids:
+            if current_platform.is_cpu() and len(self._lora_ids) >= self.max_loras:
                 # A further adapter would take the empty slot of `_lora_kwargs`.
                 raise EngineError(
                     f"{self.spec.name}: this vLLM-CPU engine was started for "
@@ -295,7 +295,6 @@ class VLLMEngine(TokenizedPrompts):
                     f"{', '.join(self._lora_ids)}; start it with max_loras="
                     f"{len(self._lora_ids) + 1} to add {adapter_dir}"
                 )
-        if key not in self._lora_ids:
             self._lora_ids[key] = len(self._lora_ids) + 1  # vLLM's LoRA ids start at 1
         lora_id = self._lora_ids[key]
         return LoRARequest(f"adapter-{lora_id}", lora_id, key)

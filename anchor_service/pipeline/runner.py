@@ -100,7 +100,7 @@ def run_stage(rundir: RunDir, spec: StageSpec) -> pd.DataFrame:
             len(planned),
         )
     if todo:
-        _map_with_ray(todo, spec, rundir, total=len(ordered))
+        _map_with_ray(todo, spec, rundir)
     out = rundir.read_parts(stage)
     if out is None:
         out = pd.DataFrame(columns=list(getattr(spec.stage_cls, "COLUMNS", out_keys)))
@@ -169,7 +169,7 @@ def stage_dataset(
     )
 
 
-def _map_with_ray(todo: list[pd.DataFrame], spec: StageSpec, rundir: RunDir, total: int) -> None:
+def _map_with_ray(todo: list[pd.DataFrame], spec: StageSpec, rundir: RunDir) -> None:
     import ray
 
     from anchor_service.cluster import ensure_ray
@@ -180,10 +180,11 @@ def _map_with_ray(todo: list[pd.DataFrame], spec: StageSpec, rundir: RunDir, tot
     ray.data.DataContext.get_current().enable_progress_bars = False
     # num_cpus/num_gpus per actor, or a placement group of TP bundles per vLLM actor.
     placement = stage_placement(spec.model, spec.resources, spec.name)
-    keys = list(spec.keys)
-    left = sum(len(b) for b in todo)
+    keys, total = list(spec.keys), len(spec.rows)
     parts = 0
-    progress = StageProgress(spec.name, total, done=total - left, enabled=spec.progress)
+    # Rows of batches not in `todo` were written before (a resumed stage).
+    done = total - sum(len(b) for b in todo)
+    progress = StageProgress(spec.name, total, done=done, enabled=spec.progress)
     try:
         ds = stage_dataset(todo, spec.stage_cls, spec.args, spec.resources, placement.kwargs)
         # Each result is saved as its own part file as soon as it arrives.
