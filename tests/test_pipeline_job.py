@@ -57,7 +57,29 @@ def ray_head():
 
     Every port is chosen free (other Ray clusters may run on this machine), and teardown kills
     only this head's process group: `ray stop` would stop every Ray cluster of the machine.
+    Ray gives its raylet a fixed 30 s to register ("The current node timed out during
+    startup"), which a loaded 2-core machine can miss, so a head that exits while starting is
+    started again (3 tries) and its own output is in the failure message.
     """
+    for attempt in range(1, 4):
+        head, address, temp = _start_head()
+        try:
+            if _wait_for_job_agent(address["dashboard"], head):
+                break
+        except BaseException:
+            _stop_head(head, temp)
+            raise
+        log = (Path(temp) / "head.log").read_text(errors="replace")[-3000:]
+        _stop_head(head, temp)
+        assert attempt < 3, f"ray start --head exited on 3 tries; the last said:\n{log}"
+        sys.stderr.write(f"ray start --head exited (try {attempt} of 3), starting again\n")
+    try:
+        yield address
+    finally:
+        _stop_head(head, temp)
+
+
+def _start_head() -> tuple[subprocess.Popen, dict[str, str], str]:
     temp = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # unix socket paths must stay short
     gcs, dash = _free_port(), _free_port()
     ray = str(Path(sys.executable).parent / "ray")
@@ -67,45 +89,48 @@ def ray_head():
         "--runtime-env-agent-port": _free_port(),
         "--metrics-export-port": _free_port(),
     }
-    head = subprocess.Popen(
-        [
-            ray,
-            "start",
-            "--head",
-            "--block",
-            f"--port={gcs}",
-            "--num-cpus=4",
-            f"--temp-dir={temp}",
-            "--include-dashboard=true",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dash}",
-            "--disable-usage-stats",
-            *(f"{k}={v}" for k, v in ports.items()),
-        ],
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    address = {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}"}
-    try:
-        _wait_for_job_agent(address["dashboard"], head)
-        yield address
-    finally:
+    with open(Path(temp) / "head.log", "wb") as log:
+        head = subprocess.Popen(
+            [
+                ray,
+                "start",
+                "--head",
+                "--block",
+                f"--port={gcs}",
+                "--num-cpus=4",
+                f"--temp-dir={temp}",
+                "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dash}",
+                "--disable-usage-stats",
+                *(f"{k}={v}" for k, v in ports.items()),
+            ],
+            env=_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return head, {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}"}, temp
+
+
+def _stop_head(head: subprocess.Popen, temp: str) -> None:
+    if head.poll() is None:
         os.killpg(head.pid, signal.SIGTERM)
         try:
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
-        shutil.rmtree(temp, ignore_errors=True)
+    shutil.rmtree(temp, ignore_errors=True)
 
 
-def _wait_for_job_agent(dashboard: str, head: subprocess.Popen) -> None:
-    """Until `ray job list` answers (the head's job agent has registered)."""
+def _wait_for_job_agent(dashboard: str, head: subprocess.Popen) -> bool:
+    """True once `ray job list` answers (the head's job agent has registered); False if the
+    head exited first."""
     ray = str(Path(sys.executable).parent / "ray")
     deadline = time.monotonic() + 180
     while True:
-        assert head.poll() is None, "ray start --head exited"
+        if head.poll() is not None:
+            return False
         probe = subprocess.run(
             [ray, "job", "list", "--address", dashboard],
             env=_env(),
@@ -113,7 +138,7 @@ def _wait_for_job_agent(dashboard: str, head: subprocess.Popen) -> None:
             timeout=60,
         )
         if probe.returncode == 0:
-            return
+            return True
         assert time.monotonic() < deadline, probe.stderr.decode()[-2000:]
         time.sleep(2)
 
