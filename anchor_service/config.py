@@ -198,9 +198,10 @@ class JudgeConfig(Section):
 
 class PairsConfig(Section):
     strategies: list[Literal["anchor", "rank", "maxmin", "label_filter"]] = Field(
-        default_factory=lambda: ["anchor", "rank"]
+        default_factory=lambda: ["anchor", "rank"], json_schema_extra=RESULT_NEUTRAL
     )
-    """Pair strategies to build (each gets its own DPO model)."""
+    """Pair strategies to build (each gets its own DPO model). Not in a strategy's
+    fingerprint: adding one to a finished run trains only the new one."""
     variable_rejected: Literal["lowest", "highest"] = "lowest"
     """Variable prompts: reject the worst- (default) or best-ordered incorrect sample."""
     incorrect_rejected: Literal["lowest", "highest"] = "lowest"

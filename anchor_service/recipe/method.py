@@ -282,9 +282,7 @@ class MethodRun:
             )
             write_parquet_atomic(pairs_frame(pairs), self.rundir.pairs(strategy))
             write_json_atomic(stats, self.rundir.stats(strategy))
-            self.fp[f"pairs-{strategy}"] = fingerprint(
-                "pairs", strategy, self.fp["judge"], cfg.pairs.model_dump()
-            )
+            self.fp[f"pairs-{strategy}"] = self.pairs_fingerprint(strategy)
             all_stats[strategy] = stats
             log.info(
                 "pairs %s: %d pairs %s, lambda %s%s",
@@ -295,6 +293,11 @@ class MethodRun:
                 " (below min_pairs: DPO skipped)" if stats["dpo_skipped"] else "",
             )
         return all_stats
+
+    def pairs_fingerprint(self, strategy: str) -> str:
+        """What `strategy`'s pairs depend on: the judged responses and the pair rules, not
+        which other strategies the run builds."""
+        return fingerprint("pairs", strategy, self.fp["judge"], self.cfg.pairs.result_dump())
 
     def dpo(self, strategy: str, stats: dict) -> bool:
         """Step 6: the strategy's DPO adapter on SFT (models/<strategy>/); False when skipped."""
