@@ -10,8 +10,8 @@ CPU is where docs/DESIGN.md ("Where batch independence holds") guarantees identi
 a training run resumes from its registered checkpoint with its optimizer, scheduler, RNG state
 and data order (the rerun must not start from step 0). No row may be lost or duplicated.
 
-Marked `faults`: the uninterrupted run plus about 5 minutes a case on a loaded 2-core machine
-(16 cases), so it runs as
+Marked `faults`: 46 minutes for the uninterrupted run and the 16 cases on a 2-core machine
+shared with two other runs, so it runs as
 `bash scripts/test-separate.sh faults`; tests/test_pipeline_job.py keeps two cases in CI.
 """
 
