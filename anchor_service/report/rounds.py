@@ -211,8 +211,11 @@ def rounds_figure(run: RunDir, summary: dict[str, Any]) -> Path | None:
     left.axhline(0, color="grey", lw=1, ls="--")
     left.set_ylabel("Delta W-L vs base (points)")
     right.set_ylabel("test accuracy (%)")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (left, right):
         ax.set_xlabel("round (0 = sft)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
         ax.legend(fontsize=8)
     fig.suptitle("Rounds: 95% CIs; hollow markers = rounds not accepted by the stop rule")
     return save_figure(fig, run.figure("rounds.png"))
