@@ -114,12 +114,15 @@ def _start_head() -> tuple[subprocess.Popen, dict[str, str], str]:
 
 
 def _stop_head(head: subprocess.Popen, temp: str) -> None:
-    if head.poll() is None:
+    # The whole process group, even when `ray start` itself has exited: the GCS server and
+    # raylet it started may still be running in it.
+    try:
         os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=60)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
     shutil.rmtree(temp, ignore_errors=True)
 
 
