@@ -598,9 +598,9 @@ class RoundsConfig(Section):
     """DPO of round r >= 2: a `fresh` LoRA adapter on `sft`, or `continue` training round
     r-1's adapter; either way the reference is `sft` (the adapter switched off)."""
     stop: bool = True
-    """With k > 1: go on to round r+1 only while round r passes the stop rule against round
-    r-1 on the validation split (round 0 is `sft`); a round that fails is kept but not
-    reported. Off: all k rounds run and the last one is reported."""
+    """With k > 1: rounds 1 and 2 always run; round r+1 (r >= 2) only while round r passes
+    the stop rule against round r-1 on the validation split; a round that fails is kept but
+    not reported. Off: all k rounds run and the last one is reported."""
     min_delta_ci_low: float = 0.0
     """Stop rule: the 95% CI of Delta W-L (round r vs r-1, points, evaluation judge) must lie
     wholly above this."""

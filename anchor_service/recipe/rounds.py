@@ -5,9 +5,12 @@ strategy's round r-1 policy (`sft` + its round r-1 adapter), re-judges with the 
 alignment judge, re-categorises, rebuilds the strategy's pairs (the debater as configured)
 and trains DPO again on `sft` (reference: the adapter switched off), in its own run
 directory `rounds/<r>/<strategy>/` (`round_run`: the run's steps there), so every stage is
-fingerprinted and resumable as in round 1. With the stop rule on, round r+1 runs only while
-round r beats round r-1 on the validation split (evaluation/rounds.py). `rounds/rounds.json`
-records which rounds ran, every decision and why each strategy stopped.
+fingerprinted and resumable as in round 1. Round 2 always runs: round 1 is the one-round
+method, judged against sft by the evaluation itself, and gating it on the small validation
+split would stop most runs before any iteration (docs/DESIGN.md "Rounds"). With the stop rule
+on, round r+1 (r >= 2) runs only while round r beats round r-1 on the validation split
+(evaluation/rounds.py). `rounds/rounds.json` records which rounds ran, every decision and
+why each strategy stopped.
 """
 
 from __future__ import annotations
@@ -71,9 +74,7 @@ class Chain:
 
 
 def validation_files(rundir: RunDir, strategy: str, r: int) -> tuple[Path, Path]:
-    """Where the round-r model of `strategy` (round 0: sft) has its validation answers/scores."""
-    if r == 0:
-        return rundir.validation_answers("sft"), rundir.validation_scores("sft")
+    """Where the round-r model (r >= 1) of `strategy` has its validation answers/scores."""
     home = rundir if r == 1 else rundir.round_dir(r, strategy)
     return home.validation_answers(strategy), home.validation_scores(strategy)
 
@@ -130,16 +131,13 @@ def run_rounds(run: Any, trained: list[str]) -> dict[str, Any]:
     chains = {s: Chain(s) for s in trained}
     previous = {s: (run.fp[f"dpo-{s}"], run.rundir.model(s)) for s in trained}
     if rc.stop:
-        models = {"sft": run.sft_model()} | {s: run.strategy_model(s) for s in trained}
-        run.evaluate(models, split="validation")
+        run.evaluate({s: run.strategy_model(s) for s in trained}, split="validation")
     active = list(trained)
     for r in range(2, rc.k + 1):
         for s in list(active):
             chain = chains[s]
-            if rc.stop and not decide(run, chain, r - 1)["passed"]:
-                chain.stopped = f"round {r - 1} failed the stop rule"
-                if r - 1 >= 2:
-                    chain.stopped += f"; round {r - 2} is reported"
+            if rc.stop and r >= 3 and not decide(run, chain, r - 1)["passed"]:
+                chain.stopped = f"round {r - 1} failed the stop rule; round {r - 2} is reported"
                 active.remove(s)
                 continue
             rr = one_round(run, chain, r, previous[s])
