@@ -538,3 +538,28 @@ def test_top_p_filter_keeps_the_nucleus_of_every_row_wide_or_narrow():
             assert probs[order[:n]].sum() >= top_p - 1e-5
             assert probs[order[: n - 1]].sum() < top_p + 1e-5
     assert int((~torch.isinf(top_p_filter(logits, 0.9)[1])).sum()) > 256
+
+
+def test_explicit_bf16_on_a_cpu_without_native_bf16_is_kept_and_warned_about(monkeypatch, caplog):
+    from anchor_service.engines import hf
+
+    monkeypatch.setattr(hf, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="anchor_service.engines.hf"):
+        assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+        assert resolve_dtype("auto", "cpu") == torch.float32
+    warned = [r.getMessage() for r in caplog.records if "native bf16" in r.getMessage()]
+    assert len(warned) == 1 and "'auto'" in warned[0]
+    caplog.clear()
+    monkeypatch.setattr(hf, "cpu_has_native_bf16", lambda: True)
+    with caplog.at_level("WARNING", logger="anchor_service.engines.hf"):
+        assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+        assert resolve_dtype("bfloat16", "cuda") == torch.bfloat16
+    assert not caplog.records
+
+
+def test_the_demo_config_lets_the_machine_choose_its_dtype():
+    from anchor_service.config import load_config
+    from anchor_service.resources import demo_config_path
+
+    cfg = load_config(demo_config_path(), [])
+    assert (cfg.policy.dtype, cfg.judge.model.dtype) == ("auto", "auto")

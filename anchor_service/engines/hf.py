@@ -80,8 +80,20 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    """`auto` -> bf16 on CUDA and on CPUs with native bf16, else fp32; others by name."""
+    """`auto` -> bf16 on CUDA and on CPUs with native bf16, else fp32; others by name.
+
+    An explicit bf16 on a CPU without native bf16 is honoured (a run's dtype is part of what
+    it computes) but warned about: torch then emulates bf16 matmuls, which is slower than
+    fp32 by an order of magnitude or more (bench/RESULTS.md), so a run meant for any CPU
+    should say `auto`.
+    """
     if dtype != "auto":
+        if dtype == "bfloat16" and device == "cpu" and not cpu_has_native_bf16():
+            log.warning(
+                "dtype bfloat16 on a CPU without native bf16 (no avx512_bf16/amx_bf16 flag): "
+                "torch emulates it, many times slower than float32; set the model's dtype to "
+                "'auto' (fp32 here) unless bf16 results are the point"
+            )
         return _DTYPES[dtype]
     if device == "cuda" or (device == "cpu" and cpu_has_native_bf16()):
         return torch.bfloat16
