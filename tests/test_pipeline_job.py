@@ -169,6 +169,7 @@ def category_temperature(model_dir: Path) -> float:
     """
     from anchor_service.demo.task import generate_demo
     from anchor_service.pipeline.sample import SampleStage
+    from anchor_service.schema import sample_input
 
     probe = {
         "demo": _DEMO,
@@ -182,19 +183,7 @@ def category_temperature(model_dir: Path) -> float:
     if cached.is_file():
         return json.loads(cached.read_text())["temperature"]
     examples = generate_demo(_DEMO["n_train"], _DEMO["seed"], "train")
-    rows = pd.DataFrame(
-        [
-            {
-                "prompt_id": e.prompt_id,
-                "sample_idx": i,
-                "question": e.question,
-                "options": list(e.options),
-                "gold": e.gold,
-            }
-            for e in examples
-            for i in range(_SAMPLES)
-        ]
-    )
+    rows = sample_input(examples, _SAMPLES)
     tried = {}
     for t in _TEMPERATURES:
         stage = SampleStage(_tiny_model_spec(model_dir), "policy", 0, t, 1.0, _MAX_TOKENS)
