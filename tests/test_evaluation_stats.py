@@ -19,6 +19,7 @@ from anchor_service.evaluation.stats import (
     sign_test,
     wilson_interval,
     win_tie_loss,
+    written_both_rows,
 )
 
 # --- Wilson -------------------------------------------------------------------------------
@@ -230,6 +231,37 @@ def test_pairwise_row_does_not_change_when_a_model_is_added_and_mirrors_when_rev
     assert (reversed_row["ci_low"], reversed_row["ci_high"]) == pytest.approx(
         (-alone["ci_high"], -alone["ci_low"])
     )
+
+
+def test_written_both_rows_are_pairwise_rows_on_the_questions_both_wrote():
+    n = 90
+    scores = {"base": _scores(1, n, 0), "sft": _scores(2, n, -2), "anchor": _scores(3, n, 1)}
+    rng = np.random.default_rng(7)
+    written = {m: list(rng.random(n) < 0.7) for m in scores}
+    for m in scores:  # an empty explanation scores 0, as the judge stage writes it
+        scores[m] = [s if w else 0 for s, w in zip(scores[m], written[m], strict=True)]
+    rows = written_both_rows(scores, written, seed=4)
+    assert [(r["a"], r["b"]) for r in rows] == [(r["a"], r["b"]) for r in pairwise_rows(scores, 4)]
+    assert [r["p_holm"] for r in rows] == holm([r["p_sign"] for r in rows])
+    for row in rows:
+        a, b = row["a"], row["b"]
+        keep = [i for i in range(n) if written[a][i] and written[b][i]]
+        assert row["n"] == len(keep) and 0 < len(keep) < n
+        alone = pairwise_rows({m: [scores[m][i] for i in keep] for m in (b, a)}, seed=4)[0]
+        assert {k: row[k] for k in alone if k not in ("p_holm", "significant")} == {
+            k: alone[k] for k in alone if k not in ("p_holm", "significant")
+        }
+
+
+def test_written_both_pair_without_common_questions_is_kept_out_of_holm():
+    scores = {"base": [5, 6, 7, 8], "sft": [0, 0, 0, 0], "anchor": [9, 9, 9, 9]}
+    written = {"base": [True] * 4, "sft": [False] * 4, "anchor": [True] * 4}
+    rows = written_both_rows(scores, written, seed=0)
+    assert rows[0] == {"a": "sft", "b": "base", "n": 0}
+    assert rows[2] == {"a": "anchor", "b": "sft", "n": 0}
+    only = rows[1]
+    assert (only["a"], only["b"], only["n"], only["wins"]) == ("anchor", "base", 4, 4)
+    assert only["p_holm"] == only["p_sign"]  # a family of one row
 
 
 def test_delta_vs_gives_the_summary_entry_matching_its_pairwise_row():

@@ -200,6 +200,46 @@ def pairwise_rows(
         for j, a in enumerate(models)
         for b in models[:j]
     ]
+    return _with_holm(rows)
+
+
+def written_both_rows(
+    scores_by_model: Mapping[str, Sequence[int | None]],
+    written_by_model: Mapping[str, Sequence[bool]],
+    seed: int,
+    n_resamples: int = N_RESAMPLES,
+) -> list[dict[str, Any]]:
+    """`pairwise_rows` restricted, pair by pair, to the questions where both models wrote an
+    explanation that the judge scored.
+
+    An empty explanation scores 0 under any judge, so a model that stops writing loses on
+    every row of `pairwise_rows` whatever the judge thinks of writing; these rows separate
+    "writes explanations again" from "writes better ones". `n` is the questions kept; a pair
+    with none has only `a`, `b` and `n` and is left out of the Holm family (over these rows
+    alone, since they re-use the questions of `pairwise_rows`).
+    """
+    models = list(scores_by_model)
+    rows = []
+    for j, a in enumerate(models):
+        for b in models[:j]:
+            keep = [
+                i
+                for i, (wa, wb) in enumerate(
+                    zip(written_by_model[a], written_by_model[b], strict=True)
+                )
+                if wa and wb
+            ]
+            row: dict[str, Any] = {"a": a, "b": b, "n": len(keep)}
+            if keep:
+                kept = {m: [scores_by_model[m][i] for i in keep] for m in (a, b)}
+                row |= _compare(kept, a, b, seed, n_resamples)
+            rows.append(row)
+    _with_holm([r for r in rows if r["n"]])
+    return rows
+
+
+def _with_holm(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add `p_holm` (over these rows) and `significant` (p_holm < 0.05) to each row."""
     for row, p_holm in zip(rows, holm([r["p_sign"] for r in rows]), strict=True):
         row["p_holm"] = p_holm
         row["significant"] = p_holm < SIGNIFICANCE

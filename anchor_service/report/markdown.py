@@ -98,6 +98,7 @@ def render(summary: dict[str, Any]) -> str:
         _judges_section,
         _models_section,
         _pairwise_section,
+        _written_section,
         _criteria_section,
         _pairs_section,
         _claims_section,
@@ -165,6 +166,38 @@ def _pairwise_section(summary: dict[str, Any]) -> list[str]:
         ["a", "b", "ΔW-L [95% CI]", "p_sign", "p_holm", "reading"],
         rows,
     )
+
+
+def _written_section(summary: dict[str, Any]) -> list[str]:
+    pw = summary.get("pairwise_written", [])
+    if not pw:
+        return []
+    status = summary.get("status", {})
+    written = ", ".join(
+        f"{m} {s.get('scored', 0)} written / {s.get('empty', 0)} empty" for m, s in status.items()
+    )
+    rows = (
+        [r["a"], r["b"], str(r["n"]), "-", "-", "-", "no question"]
+        if not r["n"]
+        else [
+            r["a"],
+            r["b"],
+            str(r["n"]),
+            _pts_ci(r),
+            f"{r['p_sign']:.3g}",
+            f"{r['p_holm']:.3g}",
+            noise_word(r),
+        ]
+        for r in pw
+    )
+    # An empty explanation scores 0, so the full-set rows mix "writes one" with "writes a better
+    # one"; this table is the second part alone.
+    return [
+        "## Where both wrote an explanation (ΔW-L of a vs b, Holm over these rows)",
+        "",
+        *([f"Explanations per model: {written}.", ""] if written else []),
+        *table(["a", "b", "n", "ΔW-L [95% CI]", "p_sign", "p_holm", "reading"], rows),
+    ]
 
 
 def _criteria_section(summary: dict[str, Any]) -> list[str]:

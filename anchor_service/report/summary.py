@@ -12,10 +12,16 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from anchor_service.core.types import CATEGORIES, CRITERIA, VERDICT_VALUES
+from anchor_service.core.types import CATEGORIES, CRITERIA, SCORED, VERDICT_VALUES
 from anchor_service.demo.oracle import is_oracle
 from anchor_service.evaluation.claims import evaluate_claims
-from anchor_service.evaluation.stats import accuracy, criterion_means, delta_vs, pairwise_rows
+from anchor_service.evaluation.stats import (
+    accuracy,
+    criterion_means,
+    delta_vs,
+    pairwise_rows,
+    written_both_rows,
+)
 from anchor_service.faults import kill_point
 from anchor_service.report.agreement import agreement_summary
 from anchor_service.report.rounds import (
@@ -117,6 +123,8 @@ def build_summary(run: str | Path) -> dict[str, Any]:
             if m != "base"
         }
     summary["pairwise"] = pairwise_rows(scores, seed, n_resamples=n_boot)
+    written = {m: (df["status"] == SCORED).tolist() for m, df in evals.items()}
+    summary["pairwise_written"] = written_both_rows(scores, written, seed, n_resamples=n_boot)
     summary["criteria"] = {
         m: criterion_means(_criterion_values(df), seed=seed, n_resamples=n_boot)
         for m, df in evals.items()
