@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -56,6 +57,17 @@ def _copy_task(rng):
     return draft
 
 
+def _bare_letter(text: str, n_options: int) -> str | None:
+    """A reply that is only an option letter ("B", "B)", "B."): the answer prompt's letter.
+
+    The pipeline's parser wants an `Answer:` line, which SFT teaches; a base model such as the
+    Qwen 0.5B replies with the bare letter, and counting that as unparseable would put its
+    base point at 0% instead of what it knows.
+    """
+    m = re.fullmatch(r"\s*\(?([A-Z])[).:]?\s*", text)
+    return m.group(1) if m and m.group(1) in LETTERS[:n_options] else None
+
+
 def accuracy(model_dir: Path, test, explain: bool) -> dict:
     """Greedy accuracy per family (answer prompt; explain prompt too if asked)."""
     engine = HFEngine(
@@ -73,17 +85,22 @@ def accuracy(model_dir: Path, test, explain: bool) -> dict:
         )
         per_family: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         letters: Counter = Counter()
+        bare = 0
         for example, completion in zip(test, completions, strict=True):
-            parsed = parse_response(completion.text, example.options)
+            answer = parse_response(completion.text, example.options).answer
+            if answer is None and kind == "answer":
+                answer = _bare_letter(completion.text, len(example.options))
+                bare += answer is not None
             family = example.meta["family"]
             per_family[family][1] += 1
-            per_family[family][0] += parsed.answer == LETTERS[example.gold]
-            letters[parsed.answer or "unparseable"] += 1
+            per_family[family][0] += answer == LETTERS[example.gold]
+            letters[answer or "unparseable"] += 1
         right = sum(v[0] for v in per_family.values())
         out[kind] = {
             "accuracy": right / len(test),
             "per_family": {k: f"{v[0]}/{v[1]}" for k, v in sorted(per_family.items())},
             "answers": dict(letters.most_common()),
+            "bare_letter": bare,
         }
     return out
 
